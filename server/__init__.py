@@ -1,0 +1,1 @@
+"""Sky Classroom: live lessons through an SFU that forwards without re-encoding."""

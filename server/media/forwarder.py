@@ -1,0 +1,295 @@
+"""The forwarding path: one publisher's RTP packets to many subscribers, rewritten, never decoded.
+
+An ``UpTrack`` receives one published track's packets; each subscriber has a ``DownTrack`` that
+rewrites SSRC, payload type, sequence number and timestamp for its own peer connection and sends.
+Everything here is kept lean: it runs once per packet per subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .keyframes import KeyframeRequests
+from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, keyframe_detector
+
+log = logging.getLogger(__name__)
+
+SendRtp = Callable[[bytes], Awaitable[None]]
+HISTORY_SIZE = 1024  # packets kept per video track to answer NACKs (~4 s at 1.5 Mbit/s)
+_HISTORY_MASK = HISTORY_SIZE - 1
+
+
+@dataclass(slots=True)
+class ForwardingStats:
+    """Integer counters bumped on the hot path; exported by whoever owns the metrics."""
+
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    send_errors: int = 0
+    keyframe_requests_in: int = 0
+    keyframe_requests_sent: int = 0
+    nacks_in: int = 0
+    retransmits: int = 0
+    decoded_frames: int = 0
+
+
+@dataclass(slots=True)
+class SenderReport:
+    """The publisher's latest NTP <-> RTP timestamp pair, kept for the subscribers' reports."""
+
+    ntp_timestamp: int
+    rtp_timestamp: int
+
+
+class UpTrack:
+    """One published track (audio or video) and the subscribers it fans out to."""
+
+    def __init__(
+        self,
+        kind: str,
+        mime_type: str,
+        clock_rate: int,
+        stats: ForwardingStats,
+        request_keyframe_upstream: Callable[[int], Awaitable[None]],
+        keyframe_interval_s: float,
+    ) -> None:
+        self.kind = kind
+        self.mime_type = mime_type
+        self.clock_rate = clock_rate
+        self.stats = stats
+        self.ssrc: int | None = None
+        self.sender_report: SenderReport | None = None
+        self.last_seq: int | None = None
+        self.last_ts = 0
+        self.last_arrival = 0.0
+        self._is_keyframe = keyframe_detector(mime_type)
+        self._history: list[tuple[int, int, bool, bytes] | None] = (
+            [None] * HISTORY_SIZE if kind == "video" else []
+        )
+        self._fanout: tuple[DownTrack, ...] = ()
+        self._keyframes = KeyframeRequests(keyframe_interval_s)
+        self._request_upstream = request_keyframe_upstream
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._fanout)
+
+    def add(self, down: DownTrack) -> None:
+        if down not in self._fanout:
+            self._fanout = (*self._fanout, down)
+        down.source = self
+        if self._is_keyframe is not None:
+            self.request_keyframe()
+
+    def remove(self, down: DownTrack) -> None:
+        self._fanout = tuple(d for d in self._fanout if d is not down)
+
+    async def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, ssrc: int) -> None:
+        """One packet from the publisher: remember it, then hand it to every subscriber."""
+        self.stats.packets_in += 1
+        self.ssrc = ssrc
+        keyframe = True
+        if self._is_keyframe is not None:
+            keyframe = self._is_keyframe(payload)
+            if keyframe:
+                self._keyframes.keyframe_seen()
+            self._history[seq & _HISTORY_MASK] = (seq, ts, marker, payload)
+        if self.last_seq is None or ((seq - self.last_seq) & 0xFFFF) < 0x8000:
+            self.last_seq = seq
+            self.last_ts = ts
+            self.last_arrival = time.monotonic()
+        for down in self._fanout:
+            await down.forward(seq, ts, marker, payload, keyframe)
+
+    def lookup(self, seq: int) -> tuple[int, int, bool, bytes] | None:
+        if not self._history:
+            return None
+        entry = self._history[seq & _HISTORY_MASK]
+        return entry if entry is not None and entry[0] == seq else None
+
+    def request_keyframe(self) -> None:
+        """A subscriber needs a keyframe: ask the publisher, coalescing requests."""
+        self.stats.keyframe_requests_in += 1
+        if self.closed or self._is_keyframe is None:
+            return
+        if self._keyframes.request(time.monotonic()):
+            self._send_keyframe_request()
+        else:
+            self._schedule_held_request()
+
+    def _schedule_held_request(self) -> None:
+        due = self._keyframes.next_due()
+        if due is None or self._keyframe_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, due - time.monotonic())
+        self._keyframe_timer = loop.call_later(delay, self._on_keyframe_timer)
+
+    def _on_keyframe_timer(self) -> None:
+        self._keyframe_timer = None
+        if not self.closed and self._keyframes.poll(time.monotonic()):
+            self._send_keyframe_request()
+
+    def _send_keyframe_request(self) -> None:
+        if self.ssrc is None:
+            return  # nothing received yet: the publisher's first frame is a keyframe anyway
+        self.stats.keyframe_requests_sent += 1
+        asyncio.get_running_loop().create_task(self._request_upstream(self.ssrc))
+
+    def close(self) -> None:
+        self.closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+        for down in self._fanout:
+            down.detach()
+        self._fanout = ()
+
+
+class DownTrack:
+    """One subscriber's copy of a track: rewrites headers for its peer connection and sends."""
+
+    __slots__ = (
+        "kind", "stats", "ssrc", "payload_type", "rtx_ssrc", "rtx_payload_type", "source",
+        "_send", "_started", "_start_seq", "_seq_offset", "_ts_offset", "_rtx_seq",
+        "_resume", "packets_sent", "octets_sent", "fraction_lost", "bitrate_estimate",
+    )
+
+    def __init__(self, kind: str, stats: ForwardingStats) -> None:
+        self.kind = kind
+        self.stats = stats
+        self.ssrc = 0
+        self.payload_type = 0
+        self.rtx_ssrc: int | None = None
+        self.rtx_payload_type: int | None = None
+        self.source: UpTrack | None = None
+        self._send: SendRtp | None = None
+        self._started = False
+        self._start_seq = 0
+        self._seq_offset = random.getrandbits(15)
+        self._ts_offset = random.getrandbits(32)
+        self._rtx_seq = random.getrandbits(15)
+        # (last sequence number, last timestamp, monotonic time) sent before a source change
+        self._resume: tuple[int, int, float] | None = None
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.fraction_lost = 0
+        self.bitrate_estimate: int | None = None
+
+    def configure(
+        self, *, ssrc: int, payload_type: int, rtx_ssrc: int | None, rtx_payload_type: int | None, send: SendRtp
+    ) -> None:
+        """Called once the subscriber's connection has negotiated its parameters."""
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_type = rtx_payload_type
+        self._send = send
+
+    @property
+    def ready(self) -> bool:
+        return self._send is not None
+
+    async def forward(self, seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
+        if not self._started:
+            if not keyframe:
+                return
+            self._start(seq, ts)
+        elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
+            return  # older than where this subscriber started
+        data = RTP_HEADER.pack(
+            RTP_VERSION_BYTE,
+            (0x80 if marker else 0) | self.payload_type,
+            (seq + self._seq_offset) & 0xFFFF,
+            (ts + self._ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+        ) + payload
+        try:
+            await self._send(data)  # type: ignore[misc]
+        except ConnectionError:
+            self.stats.send_errors += 1
+            return
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        self.stats.packets_out += 1
+        self.stats.bytes_out += len(data)
+
+    def _start(self, seq: int, ts: int) -> None:
+        """Pick offsets so the subscriber sees one continuous stream across source changes."""
+        if self._resume is not None:
+            last_seq, last_ts, at = self._resume
+            clock_rate = self.source.clock_rate if self.source else 90000
+            self._seq_offset = (last_seq + 1 - seq) & 0xFFFF
+            elapsed = max(1, int((time.monotonic() - at) * clock_rate))
+            self._ts_offset = (last_ts + elapsed - ts) & 0xFFFFFFFF
+        self._start_seq = seq
+        self._started = True
+
+    def detach(self) -> None:
+        """The source is gone: remember where the stream stood so the next one continues it."""
+        source = self.source
+        if source is not None and self._started and source.last_seq is not None:
+            self._resume = (
+                (source.last_seq + self._seq_offset) & 0xFFFF,
+                (source.last_ts + self._ts_offset) & 0xFFFFFFFF,
+                source.last_arrival,
+            )
+        self._started = False
+        self.source = None
+
+    def out_timestamp(self, ts: int) -> int:
+        return (ts + self._ts_offset) & 0xFFFFFFFF
+
+    # Feedback from the subscriber -------------------------------------------------------------
+
+    def on_keyframe_request(self) -> None:
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    async def on_nack(self, lost: list[int]) -> None:
+        """Answer a NACK from the track's own history; the publisher never hears of it."""
+        self.stats.nacks_in += 1
+        source = self.source
+        if source is None or self._send is None or not self._started:
+            return
+        for out_seq in lost:
+            seq = (out_seq - self._seq_offset) & 0xFFFF
+            if (seq - self._start_seq) & 0xFFFF >= 0x8000:
+                continue
+            entry = source.lookup(seq)
+            if entry is None:
+                continue
+            _, ts, marker, payload = entry
+            if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
+                header = RTP_HEADER.pack(
+                    RTP_VERSION_BYTE, (0x80 if marker else 0) | self.rtx_payload_type,
+                    self._rtx_seq, self.out_timestamp(ts), self.rtx_ssrc,
+                )
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                data = header + RTX_OSN.pack(out_seq) + payload
+            else:
+                data = RTP_HEADER.pack(
+                    RTP_VERSION_BYTE, (0x80 if marker else 0) | self.payload_type,
+                    out_seq, self.out_timestamp(ts), self.ssrc,
+                ) + payload
+            try:
+                await self._send(data)
+            except ConnectionError:
+                self.stats.send_errors += 1
+                return
+            self.stats.retransmits += 1
+
+    def sender_report(self) -> tuple[int, int] | None:
+        """(NTP, RTP) for this subscriber's sender report, from the publisher's own report."""
+        source = self.source
+        if source is None or source.sender_report is None or not self._started:
+            return None
+        report = source.sender_report
+        return report.ntp_timestamp, self.out_timestamp(report.rtp_timestamp)

@@ -1,0 +1,244 @@
+"""Every use of aiortc's private names, in one place. aiortc is pinned (pyproject.toml) for this.
+
+aiortc decodes every received track and encodes every sent one. An SFU must do neither, so:
+- a publisher's ``RTCRtpReceiver`` gets its RTP handler replaced: statistics, REMB, NACK upstream
+  and RTX unwrapping stay as aiortc does them, then the packet goes to our ``UpTrack`` instead of
+  the jitter buffer and decoder (whose thread idles until the connection closes);
+- a subscriber's ``RTCRtpSender`` is given a track that never yields (so it never encodes), its
+  negotiated parameters are handed to our ``DownTrack``, RTCP from the subscriber goes to the
+  ``DownTrack``, and its sender reports are ours (they carry the publisher's clock, for lip sync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import rtcrtpreceiver as aiortc_receiver
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+    unwrap_rtx,
+)
+
+from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
+
+
+class IdleTrack(MediaStreamTrack):
+    """A track whose ``recv()`` never returns: the sender's own RTP loop waits on it forever."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+def tap_receiver(receiver: RTCRtpReceiver, uptrack: UpTrack) -> None:
+    """Route the receiver's RTP to ``uptrack`` before its jitter buffer and decoder."""
+    private = "_RTCRtpReceiver__"
+    codecs: dict[int, Any] = getattr(receiver, private + "codecs")  # filled in by receive()
+    rtx_ssrc: dict[int, int] = getattr(receiver, private + "rtx_ssrc")
+    streams: dict[int, Any] = getattr(receiver, private + "remote_streams")
+    nack_generator = getattr(receiver, private + "nack_generator")
+    estimator = getattr(receiver, private + "remote_bitrate_estimator")
+    statistics = aiortc_receiver.StreamStatistics
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = statistics(codec.clockRate)
+        stream.add(packet)  # feeds our receiver reports to the publisher
+
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = getattr(receiver, private + "rtcp_ssrc")
+            if remb is not None and rtcp_ssrc is not None:
+                await receiver._send_rtcp(
+                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+                )
+
+        if is_rtx(codec):
+            original_ssrc = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+
+        if nack_generator is not None and nack_generator.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
+
+        if packet.payload:
+            await uptrack.on_packet(
+                packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload, packet.ssrc
+            )
+
+    handle_rtcp_default = receiver._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        await handle_rtcp_default(packet)
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == uptrack.ssrc:
+            info = packet.sender_info
+            uptrack.sender_report = SenderReport(info.ntp_timestamp, info.rtp_timestamp)
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def negotiated_codec(transceiver: Any) -> Any | None:
+    """The codec a transceiver settled on in the last negotiation, or None."""
+    codecs = transceiver._codecs
+    return codecs[0] if codecs else None
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the publisher for a keyframe (RFC 4585 picture loss indication)."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[], None]) -> None:
+    """Feed ``sender`` from ``downtrack`` instead of an encoder; must run before negotiation ends."""
+    private = "_RTCRtpSender__"
+    send_default = sender.send
+    cname: list[str] = []
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        codecs = parameters.codecs
+        rtx = next(
+            (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == codecs[0].payloadType), None
+        )
+        downtrack.configure(
+            ssrc=sender._ssrc,
+            payload_type=codecs[0].payloadType,
+            rtx_ssrc=sender._rtx_ssrc if rtx is not None else None,
+            rtx_payload_type=rtx.payloadType if rtx is not None else None,
+            send=sender.transport._send_rtp,
+        )
+        if parameters.rtcp.cname:
+            cname.append(parameters.rtcp.cname)
+        await send_default(parameters)
+        on_ready()
+
+    async def run_rtcp() -> None:
+        started: asyncio.Event = getattr(sender, private + "rtcp_started")
+        exited: asyncio.Event = getattr(sender, private + "rtcp_exited")
+        started.set()
+        try:
+            while True:
+                await asyncio.sleep(0.5 + random.random())
+                await _send_reports(sender, downtrack, cname[0] if cname else None)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            exited.set()
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                downtrack.on_keyframe_request()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if downtrack.ssrc in ssrcs:
+                    downtrack.bitrate_estimate = bitrate
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            await downtrack.on_nack(packet.lost)
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == downtrack.ssrc:
+                    downtrack.fraction_lost = report.fraction_lost
+
+    sender.send = send  # type: ignore[method-assign]
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, cname: str | None) -> None:
+    packets: list[Any] = []
+    report = downtrack.sender_report()
+    if report is not None:
+        ntp, rtp = report
+        packets.append(
+            RtcpSrPacket(
+                ssrc=downtrack.ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=rtp,
+                    packet_count=downtrack.packets_sent & 0xFFFFFFFF,
+                    octet_count=downtrack.octets_sent & 0xFFFFFFFF,
+                ),
+            )
+        )
+    if cname is not None:
+        packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=downtrack.ssrc, items=[(1, cname.encode())])]))
+    if not packets or sender.transport.state != "connected":
+        return
+    try:
+        await sender.transport._send_rtp(b"".join(bytes(p) for p in packets))
+    except ConnectionError:
+        pass
+
+
+_decode_counter: ForwardingStats | None = None
+
+
+def count_decoded_frames(stats: ForwardingStats) -> None:
+    """Count every frame any aiortc decoder in this process produces into ``stats.decoded_frames``.
+
+    The SFU should decode nothing; this makes that claim checkable from the outside.
+    """
+    global _decode_counter
+    if _decode_counter is None:
+        get_decoder = aiortc_receiver.get_decoder
+
+        def counting_get_decoder(codec: Any) -> Any:
+            return _CountingDecoder(get_decoder(codec))
+
+        aiortc_receiver.get_decoder = counting_get_decoder  # type: ignore[assignment]
+    _decode_counter = stats
+
+
+class _CountingDecoder:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def decode(self, encoded_frame: Any) -> list[Any]:
+        frames: list[Any] = self._inner.decode(encoded_frame)
+        if _decode_counter is not None:
+            _decode_counter.decoded_frames += len(frames)
+        return frames

@@ -1,0 +1,208 @@
+"""The SFU's public face: publications (a publisher's peer connection) and subscriptions.
+
+The caller (the room layer) says "publish this offer", "subscribe", "subscription X takes
+publication Y"; this module wires aiortc peer connections to the forwarding path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc import sdp
+from aiortc.sdp import candidate_from_sdp
+
+from .forwarder import DownTrack, ForwardingStats, UpTrack
+from .seam import IdleTrack, count_decoded_frames, negotiated_codec, send_pli, tap_receiver, tap_sender
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["audio", "video"]
+KINDS: tuple[Kind, Kind] = ("audio", "video")
+
+
+class SdpError(ValueError):
+    """The remote description could not be used."""
+
+
+class Peer:
+    """A peer connection with the bits both directions share: ICE candidates, state, closing."""
+
+    def __init__(self, pc: RTCPeerConnection, on_failed: Callable[[], None] | None) -> None:
+        self.pc = pc
+        self.closed = False
+        self._on_failed = on_failed
+        pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def state(self) -> str:
+        return str(self.pc.connectionState)
+
+    def _on_state(self) -> None:
+        log.debug("peer connection %s", self.pc.connectionState)
+        if self.pc.connectionState == "failed" and self._on_failed is not None and not self.closed:
+            self._on_failed()
+
+    async def add_ice_candidate(self, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
+        """A candidate trickled by the browser (``a=candidate:`` line or ``candidate:...``)."""
+        if not candidate:
+            return  # end of candidates: aioice needs no marker
+        text = candidate.removeprefix("a=").removeprefix("candidate:")
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SdpError(f"Expected an ICE candidate line, but got {candidate[:80]!r}") from exc
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index if sdp_mline_index is not None else 0
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        self.closed = True
+        await self.pc.close()
+
+
+class Publication(Peer):
+    """A publisher's peer connection and its tracks, each an ``UpTrack``."""
+
+    def __init__(self, pc: RTCPeerConnection, on_failed: Callable[[], None] | None) -> None:
+        super().__init__(pc, on_failed)
+        self.tracks: list[UpTrack] = []
+
+    def track(self, kind: Kind) -> UpTrack | None:
+        """The first track of a kind: the camera and microphone."""
+        return next((t for t in self.tracks if t.kind == kind), None)
+
+    async def close(self) -> None:
+        for track in self.tracks:
+            track.close()
+        await super().close()
+
+
+class Subscription(Peer):
+    """A subscriber's peer connection: one audio and one video ``DownTrack``, fed from a publication."""
+
+    def __init__(self, pc: RTCPeerConnection, stats: ForwardingStats, on_failed: Callable[[], None] | None) -> None:
+        super().__init__(pc, on_failed)
+        self.downtracks: dict[Kind, DownTrack] = {kind: DownTrack(kind, stats) for kind in KINDS}
+        self.source: Publication | None = None
+
+    @property
+    def ready(self) -> bool:
+        return all(d.ready for d in self.downtracks.values())
+
+    async def accept_answer(self, sdp: str) -> None:
+        if self.pc.signalingState != "have-local-offer":
+            raise SdpError("No offer is outstanding for this subscription")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise SdpError(f"The answer could not be used: {exc}") from exc
+
+    def attach(self, publication: Publication | None) -> None:
+        """Take media from ``publication`` (None: from nobody) from its next keyframe on."""
+        self.detach()
+        self.source = publication
+        self._link()
+
+    def detach(self) -> None:
+        for down in self.downtracks.values():
+            if down.source is not None:
+                down.source.remove(down)
+                down.detach()
+        self.source = None
+
+    def _link(self) -> None:
+        if self.source is None or not self.ready or self.closed:
+            return
+        for kind, down in self.downtracks.items():
+            up = self.source.track(kind)
+            if up is not None:
+                up.add(down)
+
+    async def close(self) -> None:
+        self.detach()
+        await super().close()
+
+
+class Sfu:
+    """Creates publications and subscriptions and keeps the forwarding counters."""
+
+    def __init__(self, *, video_codec: str = "VP8", keyframe_interval_s: float = 0.5) -> None:
+        self.stats = ForwardingStats()
+        count_decoded_frames(self.stats)
+        self.keyframe_interval_s = keyframe_interval_s
+        self._codecs: dict[Kind, list[RTCRtpCodecCapability]] = {
+            "audio": _capabilities("audio", "audio/opus"),
+            "video": _capabilities("video", f"video/{video_codec}"),
+        }
+        self.publications: set[Publication] = set()
+        self.subscriptions: set[Subscription] = set()
+
+    def _peer_connection(self) -> RTCPeerConnection:
+        return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    async def publish(self, offer_sdp: str, on_failed: Callable[[], None] | None = None) -> tuple[Publication, str]:
+        """Answer a publisher's offer; its tracks become ``UpTrack``s. Returns the answer SDP."""
+        pc = self._peer_connection()
+        publication = Publication(pc, on_failed)
+        try:
+            # One transceiver per offered m-line, made before negotiation so our codec choice holds.
+            for media in sdp.SessionDescription.parse(offer_sdp).media:
+                if media.kind in KINDS:
+                    pc.addTransceiver(media.kind, direction="recvonly").setCodecPreferences(self._codecs[media.kind])
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                receiver = transceiver.receiver
+                codec = negotiated_codec(transceiver)
+                if receiver.track is None or codec is None:
+                    continue
+                up = UpTrack(
+                    transceiver.kind,
+                    codec.mimeType,
+                    codec.clockRate,
+                    self.stats,
+                    lambda ssrc, receiver=receiver: send_pli(receiver, ssrc),
+                    self.keyframe_interval_s,
+                )
+                tap_receiver(receiver, up)
+                publication.tracks.append(up)
+            if not publication.tracks:
+                raise SdpError("The offer sends no audio or video we can receive (Opus, VP8/H.264)")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except SdpError:
+            await pc.close()
+            raise
+        except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
+            await pc.close()
+            raise SdpError(f"The offer could not be used: {exc}") from exc
+        self.publications.add(publication)
+        return publication, pc.localDescription.sdp
+
+    async def subscribe(self, on_failed: Callable[[], None] | None = None) -> tuple[Subscription, str]:
+        """A subscriber's connection with one audio and one video track. Returns the offer SDP."""
+        pc = self._peer_connection()
+        subscription = Subscription(pc, self.stats, on_failed)
+        for kind in KINDS:
+            transceiver = pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+            transceiver.setCodecPreferences(self._codecs[kind])
+            tap_sender(transceiver.sender, subscription.downtracks[kind], subscription._link)
+        await pc.setLocalDescription(await pc.createOffer())
+        self.subscriptions.add(subscription)
+        return subscription, pc.localDescription.sdp
+
+    async def close(self, peer: Peer) -> None:
+        self.publications.discard(peer)  # type: ignore[arg-type]
+        self.subscriptions.discard(peer)  # type: ignore[arg-type]
+        await peer.close()
+
+
+def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:
+    """The codec and its retransmission format, in aiortc's terms."""
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in codecs if c.mimeType.lower() == mime_type.lower()]
+    if not chosen:
+        raise ValueError(f"Expected a codec aiortc supports, but got {mime_type}")
+    return chosen[:1] + [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]

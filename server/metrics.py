@@ -1,0 +1,43 @@
+"""Prometheus metrics: read from the hot path's integer counters at scrape time, never pushed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .media.forwarder import ForwardingStats
+
+_COUNTERS = {
+    "packets_in": "RTP packets received from publishers",
+    "packets_out": "RTP packets forwarded to subscribers",
+    "bytes_out": "RTP bytes forwarded to subscribers",
+    "send_errors": "Packets not sent because the subscriber's transport was not connected",
+    "keyframe_requests_in": "Keyframe requests from subscribers and joins",
+    "keyframe_requests_sent": "Keyframe requests sent to publishers after coalescing",
+    "nacks_in": "NACKs received from subscribers",
+    "retransmits": "Packets retransmitted from the forwarder's history",
+    "decoded_frames": "Video and audio frames decoded by this server (the SFU should decode none)",
+}
+
+
+class ServerCollector(Collector):
+    def __init__(self, stats: ForwardingStats, gauges: dict[str, tuple[str, Callable[[], int]]]) -> None:
+        self._stats = stats
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc in _COUNTERS.items():
+            prefix = "skyclass_server" if name == "decoded_frames" else "skyclass_sfu"
+            yield CounterMetricFamily(f"{prefix}_{name}", doc, value=getattr(self._stats, name))
+        for name, (doc, read) in self._gauges.items():
+            yield GaugeMetricFamily(f"skyclass_{name}", doc, value=read())
+
+
+def make_registry(stats: ForwardingStats, gauges: dict[str, tuple[str, Callable[[], int]]]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    registry.register(ServerCollector(stats, gauges))
+    return registry

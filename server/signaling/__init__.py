@@ -1,0 +1,1 @@
+"""The signaling protocol over FastAPI websockets: parse, validate, check grants, call the rooms."""

@@ -1,0 +1,180 @@
+"""The wire format (docs/protocol.md): every message both ways as a pydantic model, and the error codes."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_SDP = 60_000
+
+
+class ErrorCode(StrEnum):
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    TOO_LARGE = "too_large"
+    BINARY_FRAME = "binary_frame"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    JOIN_TIMEOUT = "join_timeout"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_EXPIRED = "token_expired"
+    WRONG_ROOM = "wrong_room"
+    FORBIDDEN = "forbidden"
+    BAD_SDP = "bad_sdp"
+    BAD_STATE = "bad_state"
+    RATE_LIMITED = "rate_limited"
+    SERVER_FULL = "server_full"
+    SERVER_ERROR = "server_error"
+
+
+# Close codes sent after a fatal error.
+CLOSE_CODES: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_TOKEN: 4401,
+    ErrorCode.TOKEN_EXPIRED: 4401,
+    ErrorCode.WRONG_ROOM: 4403,
+    ErrorCode.JOIN_TIMEOUT: 4408,
+    ErrorCode.SERVER_FULL: 4503,
+}
+CLOSE_PROTOCOL_ERROR = 4400
+
+
+class ProtocolError(Exception):
+    """Something the client sent that we refuse; becomes an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Client -> server --------------------------------------------------------------------------------
+
+
+class Join(_Message):
+    type: Literal["join"]
+    room: str = Field(min_length=1, max_length=128)
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class Publish(_Message):
+    type: Literal["publish"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class Unpublish(_Message):
+    type: Literal["unpublish"]
+
+
+class Answer(_Message):
+    type: Literal["answer"]
+    target: Literal["subscribe"] = "subscribe"
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class Ice(_Message):
+    type: Literal["ice"]
+    target: Literal["publish", "subscribe"]
+    candidate: str | None = Field(default=None, max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)  # noqa: N815 (browser's spelling)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)  # noqa: N815
+    usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+
+
+class Leave(_Message):
+    type: Literal["leave"]
+
+
+ClientMessage = Annotated[
+    Union[Join, Publish, Unpublish, Answer, Ice, Ping, Leave],
+    Field(discriminator="type"),
+]
+_client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one text frame, or raise ``ProtocolError`` saying exactly what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"Expected a JSON object, but the frame is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, f"Expected a JSON object, but got {type(data).__name__}")
+    try:
+        return _client_message.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    if first["type"] == "union_tag_invalid":
+        return f"Unknown message type {first['input'].get('type')!r}" if isinstance(first["input"], dict) else first["msg"]
+    if first["type"] == "union_tag_not_found":
+        return "Expected a 'type' field naming the message"
+    return f"{where}: {first['msg']}"
+
+
+# Server -> client --------------------------------------------------------------------------------
+
+
+class Joined(_Message):
+    type: Literal["joined"] = "joined"
+    participant_id: str
+    room: str
+    role: str
+    name: str
+    live: bool
+
+
+class Offer(_Message):
+    type: Literal["offer"] = "offer"
+    target: Literal["subscribe"] = "subscribe"
+    sdp: str
+
+
+class PublishAnswer(_Message):
+    type: Literal["answer"] = "answer"
+    target: Literal["publish"] = "publish"
+    sdp: str
+
+
+class Broadcast(_Message):
+    type: Literal["broadcast"] = "broadcast"
+    live: bool
+
+
+class Presence(_Message):
+    type: Literal["presence"] = "presence"
+    students: int
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    fatal: bool = False
+
+
+def encode(message: _Message) -> str:
+    return message.model_dump_json()
+
+
+def as_dict(message: _Message) -> dict[str, Any]:
+    return message.model_dump(mode="json")

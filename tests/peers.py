@@ -1,0 +1,140 @@
+"""Test peers: a signaling client over websockets, and aiortc publishers/subscribers behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
+from websockets.asyncio.client import ClientConnection, connect
+
+WIDTH, HEIGHT = 320, 240
+
+
+class SignalingClient:
+    """Speaks docs/protocol.md; keeps messages it was not asked for in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.inbox: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, ws_url: str) -> SignalingClient:
+        return cls(await connect(ws_url, max_size=2**22))
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def expect(self, type_: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message of ``type_``, keeping any others for later."""
+        for i, message in enumerate(self.inbox):
+            if message["type"] == type_:
+                return self.inbox.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message["type"] == type_:
+                    return message
+                self.inbox.append(message)
+
+    async def join(self, room: str, token: str) -> dict[str, Any]:
+        await self.send({"type": "join", "room": room, "token": token})
+        return await self.expect("joined")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+COLOURS = [((200, 40, 40), (40, 40, 200)), ((40, 180, 40), (200, 200, 200))]
+
+
+def pattern(index: int, variant: int = 0) -> np.ndarray:
+    """A frame a codec keeps well and that tells frames apart: a bar moving over two colours."""
+    left, right = COLOURS[variant]
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    image[:, : WIDTH // 2] = left
+    image[:, WIDTH // 2 :] = right
+    x = (index * 8) % (WIDTH - 32)
+    image[:, x : x + 32] = (240, 240, 60)
+    return image
+
+
+class PatternTrack(VideoStreamTrack):
+    """Sends ``pattern(i)`` for frame i and remembers what it sent."""
+
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__()
+        self.sent = 0
+        self.variant = variant
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(pattern(self.sent, self.variant), format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        self.sent += 1
+        return frame
+
+
+class ToneTrack(MediaStreamTrack):
+    """20 ms of a 440 Hz tone per call, as a microphone would give."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._samples = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self._samples:
+            await asyncio.sleep(0.02)
+        t = (np.arange(960) + self._samples) / 48000
+        data = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._samples, fractions.Fraction(1, 48000)
+        self._samples += 960
+        return frame
+
+
+def peer() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def publish(client: SignalingClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
+    pc = peer()
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await client.send({"type": "publish", "sdp": pc.localDescription.sdp})
+    answer = await client.expect("answer")
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    return pc
+
+
+async def subscribe(client: SignalingClient) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack]]:
+    """Answer the server's subscription offer; returns the pc and its remote tracks by kind."""
+    offer = await client.expect("offer")
+    pc = peer()
+    tracks: dict[str, MediaStreamTrack] = {}
+    pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
+    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await client.send({"type": "answer", "target": "subscribe", "sdp": pc.localDescription.sdp})
+    return pc, tracks
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def best_match(received: np.ndarray, track: PatternTrack) -> tuple[int, float]:
+    """Which of the frames ``track`` sent ``received`` is, and how closely (PSNR in dB)."""
+    recent = range(max(0, track.sent - 150), track.sent)
+    scores = [(psnr(received, pattern(i, track.variant)), i) for i in recent] or [(0.0, -1)]
+    score, index = max(scores)
+    return index, score
