@@ -31,7 +31,7 @@ const page = {
   signaling: null,
   role: null,
   name: null,
-  live: false, // the server's broadcast flag, as far as we know
+  live: false, // broadcasting now: joined.live, then true once the server answers our publish
   students: 0,
   stream: null, // camera + microphone
   pc: null, // the publish connection
@@ -164,6 +164,7 @@ function teardown() {
   page.trickle = null;
   page.publishing = false;
   page.awaitingAnswer = false;
+  page.live = false;
   page.media = "closed";
   page.framesEncoded = 0;
   page.bytesSent = 0;
@@ -175,6 +176,7 @@ async function onAnswer(msg) {
   const pc = page.pc;
   if (msg.target !== "publish" || !pc || pc.signalingState !== "have-local-offer") return;
   page.awaitingAnswer = false;
+  page.live = true; // the server accepted the broadcast
   try {
     await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
   } catch (e) {

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     redis_url: str | None = Field(default=None, description="Redis URL; embedded state when unset")
-    secret: str | None = Field(default=None, description="Token signing secret")
+    secret: str | None = Field(default=None, min_length=32, description="Token signing secret")
     data_dir: Path = Path.home() / ".skyclass"
     # Host addresses offered as ICE candidates. Empty: every interface plus 127.0.0.1.
     ice_addresses: list[str] = []

@@ -53,7 +53,7 @@ class Peer:
         text = candidate.removeprefix("a=").removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on the field count
             raise SdpError(f"Expected an ICE candidate line, but got {candidate[:80]!r}") from exc
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index if sdp_mline_index is not None else 0

@@ -1,0 +1,153 @@
+"""Pure forwarding logic: keyframe detection, header rewriting, coalescing, with time passed in."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from server.media.forwarder import DownTrack, ForwardingStats, UpTrack
+from server.media.keyframes import KeyframeRequests
+from server.media.rtp import RTP_HEADER, h264_keyframe_start, seq_newer, vp8_keyframe_start
+
+
+def vp8(descriptor: bytes, first_payload_byte: int) -> bytes:
+    return descriptor + bytes([first_payload_byte]) + b"\x00" * 10
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (vp8(b"\x10", 0x00), True),  # S=1, PID=0, P=0: keyframe start
+        (vp8(b"\x10", 0x01), False),  # P=1: interframe
+        (vp8(b"\x00", 0x00), False),  # S=0: continuation
+        (vp8(b"\x11", 0x00), False),  # partition 1
+        (vp8(b"\x90\x80\x05", 0x00), True),  # X, I with 7-bit picture id
+        (vp8(b"\x90\x80\x85\x01", 0x00), True),  # 15-bit picture id
+        (vp8(b"\x90\x80\x85\x01", 0x01), False),
+        (vp8(b"\x90\xe0\x85\x01\x07\x20", 0x00), True),  # I, L, T: id, TL0PICIDX, TID
+        (b"\x10", False),
+    ],
+)
+def test_vp8_keyframe_start(payload: bytes, expected: bool) -> None:
+    assert vp8_keyframe_start(payload) is expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"\x67\x42\x00", True),  # SPS
+        (b"\x65\x88", True),  # IDR slice
+        (b"\x41\x9a", False),  # non-IDR slice
+        (b"\x7c\x85\x00", True),  # FU-A, start, IDR
+        (b"\x7c\x05\x00", False),  # FU-A, not the start
+        (b"\x7c\x81\x00", False),  # FU-A start of a non-IDR slice
+        (b"\x78\x00\x02\x67\x42\x00\x02\x68\xce", True),  # STAP-A with SPS and PPS
+        (b"\x78\x00\x02\x41\x9a", False),
+        (b"", False),
+    ],
+)
+def test_h264_keyframe_start(payload: bytes, expected: bool) -> None:
+    assert h264_keyframe_start(payload) is expected
+
+
+def test_seq_newer_wraps() -> None:
+    assert seq_newer(1, 0)
+    assert seq_newer(0, 0xFFFF)
+    assert not seq_newer(0xFFFF, 0)
+    assert not seq_newer(5, 5)
+
+
+def test_keyframe_requests_coalesce() -> None:
+    requests = KeyframeRequests(min_interval_s=0.5)
+    assert requests.request(10.0)  # first goes out at once
+    assert not any(requests.request(10.0 + i * 0.001) for i in range(100))  # a hundred joins
+    assert requests.next_due() == pytest.approx(10.5)
+    assert not requests.poll(10.4)
+    assert requests.poll(10.5)  # the held one goes out once
+    assert not requests.poll(10.6)
+    assert (requests.requested, requests.sent) == (101, 2)
+
+
+def test_keyframe_seen_cancels_a_held_request() -> None:
+    requests = KeyframeRequests(min_interval_s=0.5)
+    requests.request(0.0)
+    requests.request(0.1)
+    requests.keyframe_seen()
+    assert requests.next_due() is None
+    assert not requests.poll(1.0)
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.packets: list[tuple[int, int, int, int, int, bytes]] = []
+
+    async def __call__(self, data: bytes) -> None:
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+        self.packets.append((second >> 7, second & 0x7F, seq, ts, ssrc, data[RTP_HEADER.size :]))
+
+
+def make_pair(capture: Capture) -> tuple[UpTrack, DownTrack]:
+    async def no_upstream(ssrc: int) -> None:
+        return None
+
+    stats = ForwardingStats()
+    up = UpTrack("video", "video/VP8", 90000, stats, no_upstream, 0.5)
+    down = DownTrack("video", stats)
+    down.configure(ssrc=0xABCDEF01, payload_type=96, rtx_ssrc=0x1234, rtx_payload_type=97, send=capture)
+    return up, down
+
+
+KEY = b"\x10\x00" + b"k" * 20
+DELTA = b"\x10\x01" + b"d" * 20
+
+
+async def test_downtrack_starts_at_a_keyframe_and_rewrites_headers() -> None:
+    capture = Capture()
+    up, down = make_pair(capture)
+    up.add(down)
+    await up.on_packet(0xFFFE, 1000, True, DELTA, ssrc=42)  # before any keyframe: held back
+    assert capture.packets == []
+    await up.on_packet(0xFFFF, 4000, False, KEY, ssrc=42)
+    await up.on_packet(0x0000, 4000, True, b"\x00rest", ssrc=42)  # sequence number wraps
+    await up.on_packet(0x0001, 7000, True, DELTA, ssrc=42)
+    seqs = [p[2] for p in capture.packets]
+    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1]
+    assert [p[3] - capture.packets[0][3] for p in capture.packets] == [0, 0, 3000]
+    assert {p[4] for p in capture.packets} == {0xABCDEF01}
+    assert {p[1] for p in capture.packets} == {96}
+    assert [p[0] for p in capture.packets] == [0, 1, 1]
+    assert capture.packets[0][5] == KEY
+
+
+async def test_nack_is_answered_from_history_as_rtx() -> None:
+    capture = Capture()
+    up, down = make_pair(capture)
+    up.add(down)
+    for i in range(5):
+        await up.on_packet(100 + i, 3000 * i, True, KEY if i == 0 else DELTA, ssrc=42)
+    lost_out_seq = capture.packets[2][2]
+    await down.on_nack([lost_out_seq])
+    marker, pt, _, ts, ssrc, payload = capture.packets[-1]
+    assert (pt, ssrc) == (97, 0x1234)
+    assert struct.unpack("!H", payload[:2])[0] == lost_out_seq
+    assert payload[2:] == DELTA
+    assert ts == capture.packets[2][3]
+    assert down.stats.retransmits == 1
+
+
+async def test_a_new_source_continues_the_sequence() -> None:
+    capture = Capture()
+    up, down = make_pair(capture)
+    up.add(down)
+    await up.on_packet(500, 90000, True, KEY, ssrc=1)
+    await up.on_packet(501, 93000, True, DELTA, ssrc=1)
+    up.close()
+    second, _ = make_pair(Capture())
+    second.add(down)
+    await asyncio.sleep(0.01)
+    await second.on_packet(7, 5, True, KEY, ssrc=2)
+    first_seq, last_seq = capture.packets[1][2], capture.packets[2][2]
+    assert (last_seq - first_seq) & 0xFFFF == 1
+    assert 0 < (capture.packets[2][3] - capture.packets[1][3]) & 0xFFFFFFFF < 90000
