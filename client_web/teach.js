@@ -108,6 +108,11 @@ async function openCamera() {
     render();
     return;
   }
+  if (document.getElementById("error").dataset.code === "no_camera") clearError();
+  if (ended()) {
+    releaseCamera();
+    return;
+  }
   preview.srcObject = page.stream;
   preview.muted = true; // never echo the teacher's own voice
   preview.play().catch(() => {});
@@ -228,9 +233,23 @@ function onMessage(msg) {
   render();
 }
 
+function ended() {
+  const s = page.signaling.state;
+  return s === "closed" || s === "error";
+}
+
+/** Turn the camera and microphone off (their light goes out) once the session is over. */
+function releaseCamera() {
+  if (!page.stream) return;
+  for (const t of page.stream.getTracks()) t.stop();
+  page.stream = null;
+  preview.srcObject = null;
+}
+
 function onSignalingChange() {
-  if (page.signaling.state === "closed" || page.signaling.state === "error") {
+  if (ended()) {
     if (page.pc) teardown();
+    releaseCamera();
   }
   render();
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,11 +15,11 @@ app = typer.Typer(help="Sky Classroom: live lessons for a whole city.", no_args_
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to listen on")] = None,
-    redis: Annotated[Optional[str], typer.Option(help="Redis URL for shared state (default: embedded)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    redis: Annotated[str | None, typer.Option(help="Redis URL for shared state (default: embedded)")] = None,
     ice_address: Annotated[
-        Optional[list[str]], typer.Option(help="ICE host address to offer (repeat); default: all + 127.0.0.1")
+        list[str] | None, typer.Option(help="ICE host address to offer (repeat); default: all + 127.0.0.1")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
 CHROMIUM = os.environ.get("SKYCLASS_CHROMIUM", "/usr/bin/chromium")
@@ -71,7 +71,8 @@ class PageLog:
 
 
 async def stats(page: Page) -> dict[str, Any]:
-    return await page.evaluate("window.skyclass.stats()")
+    result: dict[str, Any] = await page.evaluate("window.skyclass.stats()")
+    return result
 
 
 async def wait_stats(page: Page, condition: str, timeout: int = TIMEOUT_MS) -> dict[str, Any]:
@@ -80,6 +81,7 @@ async def wait_stats(page: Page, condition: str, timeout: int = TIMEOUT_MS) -> d
     try:
         await page.wait_for_function(js, timeout=timeout, polling=100)
     except Exception as e:
+        current: object
         try:
             current = await stats(page)
         except Exception:  # noqa: BLE001

@@ -35,7 +35,7 @@ async def test_subscribers_receive_the_frames_the_teacher_sent(server: ServerPro
     for student in students:
         assert (await student.expect("broadcast"))["live"] is True
 
-    for pc, tracks in subscriptions:
+    for _pc, tracks in subscriptions:
         for _ in range(50):
             if "video" in tracks and "audio" in tracks:
                 break

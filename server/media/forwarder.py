@@ -11,8 +11,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from .keyframes import KeyframeRequests
 from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, keyframe_detector
@@ -56,7 +57,7 @@ class UpTrack:
         mime_type: str,
         clock_rate: int,
         stats: ForwardingStats,
-        request_keyframe_upstream: Callable[[int], Awaitable[None]],
+        request_keyframe_upstream: Callable[[int], Coroutine[Any, Any, None]],
         keyframe_interval_s: float,
     ) -> None:
         self.kind = kind
@@ -69,9 +70,7 @@ class UpTrack:
         self.last_ts = 0
         self.last_arrival = 0.0
         self._is_keyframe = keyframe_detector(mime_type)
-        self._history: list[tuple[int, int, bool, bytes] | None] = (
-            [None] * HISTORY_SIZE if kind == "video" else []
-        )
+        self._history: list[tuple[int, int, bool, bytes] | None] = [None] * HISTORY_SIZE if kind == "video" else []
         self._fanout: tuple[DownTrack, ...] = ()
         self._keyframes = KeyframeRequests(keyframe_interval_s)
         self._request_upstream = request_keyframe_upstream
@@ -157,9 +156,24 @@ class DownTrack:
     """One subscriber's copy of a track: rewrites headers for its peer connection and sends."""
 
     __slots__ = (
-        "kind", "stats", "ssrc", "payload_type", "rtx_ssrc", "rtx_payload_type", "source",
-        "_send", "_started", "_start_seq", "_seq_offset", "_ts_offset", "_rtx_seq",
-        "_resume", "packets_sent", "octets_sent", "fraction_lost", "bitrate_estimate",
+        "kind",
+        "stats",
+        "ssrc",
+        "payload_type",
+        "rtx_ssrc",
+        "rtx_payload_type",
+        "source",
+        "_send",
+        "_started",
+        "_start_seq",
+        "_seq_offset",
+        "_ts_offset",
+        "_rtx_seq",
+        "_resume",
+        "packets_sent",
+        "octets_sent",
+        "fraction_lost",
+        "bitrate_estimate",
     )
 
     def __init__(self, kind: str, stats: ForwardingStats) -> None:
@@ -204,13 +218,16 @@ class DownTrack:
             self._start(seq, ts)
         elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
             return  # older than where this subscriber started
-        data = RTP_HEADER.pack(
-            RTP_VERSION_BYTE,
-            (0x80 if marker else 0) | self.payload_type,
-            (seq + self._seq_offset) & 0xFFFF,
-            (ts + self._ts_offset) & 0xFFFFFFFF,
-            self.ssrc,
-        ) + payload
+        data = (
+            RTP_HEADER.pack(
+                RTP_VERSION_BYTE,
+                (0x80 if marker else 0) | self.payload_type,
+                (seq + self._seq_offset) & 0xFFFF,
+                (ts + self._ts_offset) & 0xFFFFFFFF,
+                self.ssrc,
+            )
+            + payload
+        )
         try:
             await self._send(data)  # type: ignore[misc]
         except ConnectionError:
@@ -269,16 +286,25 @@ class DownTrack:
             _, ts, marker, payload = entry
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 header = RTP_HEADER.pack(
-                    RTP_VERSION_BYTE, (0x80 if marker else 0) | self.rtx_payload_type,
-                    self._rtx_seq, self.out_timestamp(ts), self.rtx_ssrc,
+                    RTP_VERSION_BYTE,
+                    (0x80 if marker else 0) | self.rtx_payload_type,
+                    self._rtx_seq,
+                    self.out_timestamp(ts),
+                    self.rtx_ssrc,
                 )
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
                 data = header + RTX_OSN.pack(out_seq) + payload
             else:
-                data = RTP_HEADER.pack(
-                    RTP_VERSION_BYTE, (0x80 if marker else 0) | self.payload_type,
-                    out_seq, self.out_timestamp(ts), self.ssrc,
-                ) + payload
+                data = (
+                    RTP_HEADER.pack(
+                        RTP_VERSION_BYTE,
+                        (0x80 if marker else 0) | self.payload_type,
+                        out_seq,
+                        self.out_timestamp(ts),
+                        self.ssrc,
+                    )
+                    + payload
+                )
             try:
                 await self._send(data)
             except ConnectionError:

@@ -137,12 +137,13 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
 
     async def send(parameters: RTCRtpSendParameters) -> None:
         codecs = parameters.codecs
-        rtx = next(
-            (c for c in codecs if is_rtx(c) and c.parameters.get("apt") == codecs[0].payloadType), None
-        )
+        rtx = next((c for c in codecs if is_rtx(c) and c.parameters.get("apt") == codecs[0].payloadType), None)
+        payload_type = codecs[0].payloadType
+        if payload_type is None:
+            raise ValueError("The negotiated codec has no payload type")
         downtrack.configure(
             ssrc=sender._ssrc,
-            payload_type=codecs[0].payloadType,
+            payload_type=payload_type,
             rtx_ssrc=sender._rtx_ssrc if rtx is not None else None,
             rtx_payload_type=rtx.payloadType if rtx is not None else None,
             send=sender.transport._send_rtp,
@@ -224,12 +225,12 @@ def count_decoded_frames(stats: ForwardingStats) -> None:
     """
     global _decode_counter
     if _decode_counter is None:
-        get_decoder = aiortc_receiver.get_decoder
+        get_decoder = getattr(aiortc_receiver, "get_decoder")  # noqa: B009 (not re-exported)
 
         def counting_get_decoder(codec: Any) -> Any:
             return _CountingDecoder(get_decoder(codec))
 
-        aiortc_receiver.get_decoder = counting_get_decoder  # type: ignore[assignment]
+        setattr(aiortc_receiver, "get_decoder", counting_get_decoder)  # noqa: B010
     _decode_counter = stats
 
 

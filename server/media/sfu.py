@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc import sdp
 from aiortc.sdp import candidate_from_sdp
 
 from .forwarder import DownTrack, ForwardingStats, UpTrack
@@ -138,8 +138,8 @@ class Sfu:
             "audio": _capabilities("audio", "audio/opus"),
             "video": _capabilities("video", f"video/{video_codec}"),
         }
-        self.publications: set[Publication] = set()
-        self.subscriptions: set[Subscription] = set()
+        self.publications: set[Peer] = set()
+        self.subscriptions: set[Peer] = set()
 
     def _peer_connection(self) -> RTCPeerConnection:
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -164,7 +164,7 @@ class Sfu:
                     codec.mimeType,
                     codec.clockRate,
                     self.stats,
-                    lambda ssrc, receiver=receiver: send_pli(receiver, ssrc),
+                    partial(send_pli, receiver),
                     self.keyframe_interval_s,
                 )
                 tap_receiver(receiver, up)
@@ -194,8 +194,8 @@ class Sfu:
         return subscription, pc.localDescription.sdp
 
     async def close(self, peer: Peer) -> None:
-        self.publications.discard(peer)  # type: ignore[arg-type]
-        self.subscriptions.discard(peer)  # type: ignore[arg-type]
+        self.publications.discard(peer)
+        self.subscriptions.discard(peer)
         await peer.close()
 
 

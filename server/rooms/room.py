@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Literal, Protocol
 
-from ..media.sfu import Publication, Sfu, Subscription
+from ..media.sfu import Peer, Publication, Sfu, Subscription
 from ..state import ParticipantRecord, Store
 from ..tokens import SEES_PRESENCE, Role
 
@@ -73,9 +73,11 @@ class Room:
 
     async def publish(self, member: Member, offer_sdp: str) -> str:
         """Start (or restart) the broadcast from ``member``'s offer; returns the answer."""
-        publication, answer = await self._sfu.publish(
-            offer_sdp, on_failed=lambda: asyncio.ensure_future(self._publication_failed(member))
-        )
+
+        def on_failed() -> None:
+            asyncio.ensure_future(self._publication_failed(member))
+
+        publication, answer = await self._sfu.publish(offer_sdp, on_failed=on_failed)
         old = self.publication
         self.publication, self.publisher_id = publication, member.participant_id
         for subscription in self.subscriptions.values():
@@ -129,6 +131,7 @@ class Room:
         sdp_mid: str | None,
         sdp_mline_index: int | None,
     ) -> None:
+        peer: Peer | None
         if target == "publish":
             peer = self.publication if self.publisher_id == member.participant_id else None
         else:

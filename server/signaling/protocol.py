@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -97,7 +97,7 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Union[Join, Publish, Unpublish, Answer, Ice, Ping, Leave],
+    Join | Publish | Unpublish | Answer | Ice | Ping | Leave,
     Field(discriminator="type"),
 ]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -121,7 +121,9 @@ def _describe(exc: ValidationError) -> str:
     first = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "message"
     if first["type"] == "union_tag_invalid":
-        return f"Unknown message type {first['input'].get('type')!r}" if isinstance(first["input"], dict) else first["msg"]
+        return (
+            f"Unknown message type {first['input'].get('type')!r}" if isinstance(first["input"], dict) else first["msg"]
+        )
     if first["type"] == "union_tag_not_found":
         return "Expected a 'type' field naming the message"
     return f"{where}: {first['msg']}"

@@ -119,10 +119,12 @@ class Session:
                 raise p.ProtocolError(
                     p.ErrorCode.JOIN_TIMEOUT, f"Expected a join within {timeout:.0f} s of connecting", fatal=True
                 ) from None
-            raise p.ProtocolError(p.ErrorCode.BAD_STATE, "No message for 60 s; send ping every 20 s", fatal=True) from None
+            raise p.ProtocolError(
+                p.ErrorCode.BAD_STATE, "No message for 60 s; send ping every 20 s", fatal=True
+            ) from None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
-        text = message.get("text")
+        text: str | None = message.get("text")
         if text is None:
             self._refuse(p.ErrorCode.BINARY_FRAME, "Expected a text frame with JSON, but got a binary frame")
             return None
@@ -183,7 +185,9 @@ class Session:
                 self._require(SUBSCRIBERS, "answer")
                 await room.accept_answer(self, message.sdp)
             elif isinstance(message, p.Ice):
-                await room.add_ice_candidate(self, message.target, message.candidate, message.sdpMid, message.sdpMLineIndex)
+                await room.add_ice_candidate(
+                    self, message.target, message.candidate, message.sdpMid, message.sdpMLineIndex
+                )
         except SdpError as exc:
             raise p.ProtocolError(p.ErrorCode.BAD_SDP, str(exc)) from exc
         except LookupError as exc:
@@ -211,6 +215,14 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.SERVER_FULL, "The server is full; retry in 5 s", fatal=True)
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self.room = await self._rooms.join(grant.room, self)
-        self.send(p.Joined(participant_id=self.participant_id, room=grant.room, role=self.role.value, name=self.name, live=self.room.live))
+        self.send(
+            p.Joined(
+                participant_id=self.participant_id,
+                room=grant.room,
+                role=self.role.value,
+                name=self.name,
+                live=self.room.live,
+            )
+        )
         if self.role in SUBSCRIBERS:
             self.send(p.Offer(sdp=await self.room.subscribe(self)))

@@ -54,7 +54,7 @@ class RedisStore:
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         keys = [self._key(room, "roster"), self._key(room, "counts")]
-        args = [record.participant_id, json.dumps(record.to_dict()), record.role, self._ttl_s]
+        args: list[str | int] = [record.participant_id, json.dumps(record.to_dict()), record.role, self._ttl_s]
         return bool(await self._add(keys=keys, args=args))
 
     async def remove_participant(self, room: str, participant_id: str) -> bool:
