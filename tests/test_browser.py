@@ -8,6 +8,7 @@ Needs /usr/bin/chromium (never `playwright install`). Run one browser test at a 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -180,6 +181,18 @@ async def test_teacher_broadcasts_to_three_students(server: Any) -> None:
             await late.close()
             await expect(teacher.locator("#student-count")).to_have_text("3", timeout=TIMEOUT_MS)
             assert (await stats(teacher))["students"] == 3
+
+            # Measured, not asserted: the server's CPU while it forwards to three students.
+            cpu0, out0, t0 = (
+                server.metric("process_cpu_seconds_total"),
+                server.metric("skyclass_sfu_packets_out_total"),
+                time.monotonic(),
+            )
+            await asyncio.sleep(5)
+            elapsed = time.monotonic() - t0
+            cpu = (server.metric("process_cpu_seconds_total") - cpu0) / elapsed
+            rate = (server.metric("skyclass_sfu_packets_out_total") - out0) / elapsed
+            print(f"server CPU forwarding to three students: {cpu * 100:.1f}% of a core, {rate:.0f} packets/s out")
 
             # The server forwards; it never decodes the teacher's video.
             assert server.metric("skyclass_server_decoded_frames_total") == 0

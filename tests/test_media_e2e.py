@@ -97,3 +97,23 @@ async def test_teacher_restart_continues_the_same_subscription(server: ServerPro
     await pc.close()
     await student.close()
     await teacher.close()
+
+
+async def test_a_fresh_subscription_replaces_the_old_one(server: ServerProcess) -> None:
+    room = "e2e-resubscribe"
+    teacher = await SignalingClient.connect(server.ws_url)
+    await teacher.join(room, server.token(room, "teacher", "t"))
+    video = PatternTrack()
+    publisher = await publish(teacher, video)
+    student = await SignalingClient.connect(server.ws_url)
+    await student.join(room, server.token(room, "student", "s"))
+    first, _ = await subscribe(student)
+    await student.send({"type": "subscribe"})
+    second, tracks = await subscribe(student)
+    frame = await asyncio.wait_for(tracks["video"].recv(), 15)
+    assert frame.width == 320
+    assert best_match(frame.to_ndarray(format="rgb24"), video)[1] > 30
+    for pc in (first, second, publisher):
+        await pc.close()
+    await student.close()
+    await teacher.close()

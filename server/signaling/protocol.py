@@ -69,6 +69,10 @@ class Publish(_Message):
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
 
 
+class Subscribe(_Message):
+    type: Literal["subscribe"]
+
+
 class Unpublish(_Message):
     type: Literal["unpublish"]
 
@@ -97,7 +101,7 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Publish | Unpublish | Answer | Ice | Ping | Leave,
+    Join | Publish | Unpublish | Subscribe | Answer | Ice | Ping | Leave,
     Field(discriminator="type"),
 ]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

@@ -181,6 +181,9 @@ class Session:
             elif isinstance(message, p.Unpublish):
                 self._require(PUBLISHERS, "unpublish")
                 await room.unpublish(self)
+            elif isinstance(message, p.Subscribe):
+                self._require(SUBSCRIBERS, "subscribe")
+                self.send(p.Offer(sdp=await room.subscribe(self)))
             elif isinstance(message, p.Answer):
                 self._require(SUBSCRIBERS, "answer")
                 await room.accept_answer(self, message.sdp)
