@@ -83,9 +83,10 @@ class Capture:
     def __init__(self) -> None:
         self.packets: list[tuple[int, int, int, int, int, bytes]] = []
 
-    async def __call__(self, data: bytes) -> None:
+    def __call__(self, data: bytes) -> bool:
         first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         self.packets.append((second >> 7, second & 0x7F, seq, ts, ssrc, data[RTP_HEADER.size :]))
+        return True
 
 
 def make_pair(capture: Capture) -> tuple[UpTrack, DownTrack]:
@@ -107,11 +108,11 @@ async def test_downtrack_starts_at_a_keyframe_and_rewrites_headers() -> None:
     capture = Capture()
     up, down = make_pair(capture)
     up.add(down)
-    await up.on_packet(0xFFFE, 1000, True, DELTA, ssrc=42)  # before any keyframe: held back
+    up.on_packet(0xFFFE, 1000, True, DELTA, ssrc=42)  # before any keyframe: held back
     assert capture.packets == []
-    await up.on_packet(0xFFFF, 4000, False, KEY, ssrc=42)
-    await up.on_packet(0x0000, 4000, True, b"\x00rest", ssrc=42)  # sequence number wraps
-    await up.on_packet(0x0001, 7000, True, DELTA, ssrc=42)
+    up.on_packet(0xFFFF, 4000, False, KEY, ssrc=42)
+    up.on_packet(0x0000, 4000, True, b"\x00rest", ssrc=42)  # sequence number wraps
+    up.on_packet(0x0001, 7000, True, DELTA, ssrc=42)
     seqs = [p[2] for p in capture.packets]
     assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1]
     assert [p[3] - capture.packets[0][3] for p in capture.packets] == [0, 0, 3000]
@@ -126,9 +127,9 @@ async def test_nack_is_answered_from_history_as_rtx() -> None:
     up, down = make_pair(capture)
     up.add(down)
     for i in range(5):
-        await up.on_packet(100 + i, 3000 * i, True, KEY if i == 0 else DELTA, ssrc=42)
+        up.on_packet(100 + i, 3000 * i, True, KEY if i == 0 else DELTA, ssrc=42)
     lost_out_seq = capture.packets[2][2]
-    await down.on_nack([lost_out_seq])
+    down.on_nack([lost_out_seq])
     marker, pt, _, ts, ssrc, payload = capture.packets[-1]
     assert (pt, ssrc) == (97, 0x1234)
     assert struct.unpack("!H", payload[:2])[0] == lost_out_seq
@@ -141,13 +142,68 @@ async def test_a_new_source_continues_the_sequence() -> None:
     capture = Capture()
     up, down = make_pair(capture)
     up.add(down)
-    await up.on_packet(500, 90000, True, KEY, ssrc=1)
-    await up.on_packet(501, 93000, True, DELTA, ssrc=1)
+    up.on_packet(500, 90000, True, KEY, ssrc=1)
+    up.on_packet(501, 93000, True, DELTA, ssrc=1)
     up.close()
     second, _ = make_pair(Capture())
     second.add(down)
     await asyncio.sleep(0.01)
-    await second.on_packet(7, 5, True, KEY, ssrc=2)
+    second.on_packet(7, 5, True, KEY, ssrc=2)
     first_seq, last_seq = capture.packets[1][2], capture.packets[2][2]
     assert (last_seq - first_seq) & 0xFFFF == 1
     assert 0 < (capture.packets[2][3] - capture.packets[1][3]) & 0xFFFFFFFF < 90000
+
+
+async def test_a_joiner_starts_from_the_kept_picture_group_without_asking_upstream() -> None:
+    capture = Capture()
+    up, first = make_pair(Capture())
+    up.add(first)  # nothing kept yet: asks upstream
+    up.on_packet(10, 0, False, KEY, ssrc=42)
+    up.on_packet(11, 0, True, b"\x00tail", ssrc=42)
+    up.on_packet(12, 3000, True, DELTA, ssrc=42)
+    requests = up.stats.keyframe_requests_in
+    joiner = DownTrack("video", up.stats)
+    joiner.configure(ssrc=7, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=capture)
+    up.add(joiner)
+    assert [p[5] for p in capture.packets] == [KEY, b"\x00tail", DELTA]  # at once, from the keyframe
+    assert up.stats.keyframe_requests_in == requests
+    assert up.stats.keyframe_replays == 1
+    up.on_packet(13, 6000, True, DELTA, ssrc=42)
+    seqs = [p[2] for p in capture.packets]
+    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1, 1]
+
+
+async def test_a_picture_group_too_long_is_not_kept() -> None:
+    from server.media.forwarder import GOP_LIMIT
+
+    up, _ = make_pair(Capture())
+    up.on_packet(0, 0, True, KEY, ssrc=42)
+    for i in range(1, GOP_LIMIT + 1):
+        up.on_packet(i, i * 3000, True, DELTA, ssrc=42)
+    capture = Capture()
+    joiner = DownTrack("video", up.stats)
+    joiner.configure(ssrc=7, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=capture)
+    up.add(joiner)
+    assert capture.packets == []
+    assert up.stats.keyframe_requests_in == 1
+
+
+async def test_a_congested_subscriber_drops_until_the_next_keyframe() -> None:
+    accepted = Capture()
+    full = [False]
+
+    def send(data: bytes) -> bool:
+        return False if full[0] else accepted(data)
+
+    up, down = make_pair(Capture())
+    down.configure(ssrc=1, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=send)
+    up.add(down)
+    up.on_packet(0, 0, True, KEY, ssrc=42)
+    full[0] = True
+    up.on_packet(1, 3000, True, DELTA, ssrc=42)
+    full[0] = False
+    up.on_packet(2, 6000, True, DELTA, ssrc=42)  # decodable only with packet 1: skipped
+    up.on_packet(3, 9000, True, KEY, ssrc=42)
+    assert [p[5] for p in accepted.packets] == [KEY, KEY]
+    assert up.stats.congestion_drops == 1
+    assert up.stats.keyframe_requests_in == 2  # the join and the congestion

@@ -2,7 +2,8 @@
 
 An ``UpTrack`` receives one published track's packets; each subscriber has a ``DownTrack`` that
 rewrites SSRC, payload type, sequence number and timestamp for its own peer connection and sends.
-Everything here is kept lean: it runs once per packet per subscriber.
+Everything on the packet path is synchronous and allocation-light: it runs once per packet per
+subscriber.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,12 @@ from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, keyframe_detector
 
 log = logging.getLogger(__name__)
 
-SendRtp = Callable[[bytes], Awaitable[None]]
+# Hands one RTP packet to the subscriber's transport (SRTP, one datagram); False when it could not.
+SendRtp = Callable[[bytes], bool]
+Packet = tuple[int, int, bool, bytes]  # sequence number, timestamp, marker, payload
 HISTORY_SIZE = 1024  # packets kept per video track to answer NACKs (~4 s at 1.5 Mbit/s)
 _HISTORY_MASK = HISTORY_SIZE - 1
+GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer picture group is not kept
 
 
 @dataclass(slots=True)
@@ -33,8 +37,10 @@ class ForwardingStats:
     packets_out: int = 0
     bytes_out: int = 0
     send_errors: int = 0
+    congestion_drops: int = 0
     keyframe_requests_in: int = 0
     keyframe_requests_sent: int = 0
+    keyframe_replays: int = 0
     nacks_in: int = 0
     retransmits: int = 0
     decoded_frames: int = 0
@@ -70,7 +76,10 @@ class UpTrack:
         self.last_ts = 0
         self.last_arrival = 0.0
         self._is_keyframe = keyframe_detector(mime_type)
-        self._history: list[tuple[int, int, bool, bytes] | None] = [None] * HISTORY_SIZE if kind == "video" else []
+        self._history: list[Packet | None] = [None] * HISTORY_SIZE if kind == "video" else []
+        # The latest keyframe and every packet since: a joiner starts from it without asking the
+        # publisher. None until a keyframe is seen, and once the picture group outgrows GOP_LIMIT.
+        self._gop: list[Packet] | None = None
         self._fanout: tuple[DownTrack, ...] = ()
         self._keyframes = KeyframeRequests(keyframe_interval_s)
         self._request_upstream = request_keyframe_upstream
@@ -82,33 +91,49 @@ class UpTrack:
         return len(self._fanout)
 
     def add(self, down: DownTrack) -> None:
+        """Start feeding ``down``: at once from the kept picture group, else after a fresh keyframe."""
         if down not in self._fanout:
             self._fanout = (*self._fanout, down)
         down.source = self
-        if self._is_keyframe is not None:
+        if self._is_keyframe is None:
+            return
+        if self._gop is None:
             self.request_keyframe()
+            return
+        self.stats.keyframe_replays += 1
+        first = True
+        for seq, ts, marker, payload in self._gop:
+            down.forward(seq, ts, marker, payload, first)
+            first = False
 
     def remove(self, down: DownTrack) -> None:
         self._fanout = tuple(d for d in self._fanout if d is not down)
 
-    async def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, ssrc: int) -> None:
+    def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, ssrc: int) -> None:
         """One packet from the publisher: remember it, then hand it to every subscriber."""
         self.stats.packets_in += 1
         self.ssrc = ssrc
         keyframe = True
         if self._is_keyframe is not None:
             keyframe = self._is_keyframe(payload)
+            packet = (seq, ts, marker, payload)
+            self._history[seq & _HISTORY_MASK] = packet
             if keyframe:
                 self._keyframes.keyframe_seen()
-            self._history[seq & _HISTORY_MASK] = (seq, ts, marker, payload)
+                self._gop = [packet]
+            elif self._gop is not None:
+                if len(self._gop) < GOP_LIMIT:
+                    self._gop.append(packet)
+                else:
+                    self._gop = None
         if self.last_seq is None or ((seq - self.last_seq) & 0xFFFF) < 0x8000:
             self.last_seq = seq
             self.last_ts = ts
             self.last_arrival = time.monotonic()
         for down in self._fanout:
-            await down.forward(seq, ts, marker, payload, keyframe)
+            down.forward(seq, ts, marker, payload, keyframe)
 
-    def lookup(self, seq: int) -> tuple[int, int, bool, bytes] | None:
+    def lookup(self, seq: int) -> Packet | None:
         if not self._history:
             return None
         entry = self._history[seq & _HISTORY_MASK]
@@ -128,9 +153,8 @@ class UpTrack:
         due = self._keyframes.next_due()
         if due is None or self._keyframe_timer is not None:
             return
-        loop = asyncio.get_running_loop()
         delay = max(0.0, due - time.monotonic())
-        self._keyframe_timer = loop.call_later(delay, self._on_keyframe_timer)
+        self._keyframe_timer = asyncio.get_running_loop().call_later(delay, self._on_keyframe_timer)
 
     def _on_keyframe_timer(self) -> None:
         self._keyframe_timer = None
@@ -150,6 +174,7 @@ class UpTrack:
         for down in self._fanout:
             down.detach()
         self._fanout = ()
+        self._gop = None
 
 
 class DownTrack:
@@ -165,6 +190,7 @@ class DownTrack:
         "source",
         "_send",
         "_started",
+        "_waiting_keyframe",
         "_start_seq",
         "_seq_offset",
         "_ts_offset",
@@ -186,6 +212,7 @@ class DownTrack:
         self.source: UpTrack | None = None
         self._send: SendRtp | None = None
         self._started = False
+        self._waiting_keyframe = False  # packets were dropped: skip to the next keyframe
         self._start_seq = 0
         self._seq_offset = random.getrandbits(15)
         self._ts_offset = random.getrandbits(32)
@@ -211,13 +238,17 @@ class DownTrack:
     def ready(self) -> bool:
         return self._send is not None
 
-    async def forward(self, seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
+    def forward(self, seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
         if not self._started:
             if not keyframe:
                 return
             self._start(seq, ts)
         elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
             return  # older than where this subscriber started
+        elif self._waiting_keyframe:
+            if not keyframe:
+                return
+            self._waiting_keyframe = False
         data = (
             RTP_HEADER.pack(
                 RTP_VERSION_BYTE,
@@ -228,15 +259,24 @@ class DownTrack:
             )
             + payload
         )
-        try:
-            await self._send(data)  # type: ignore[misc]
-        except ConnectionError:
-            self.stats.send_errors += 1
+        if not self._send(data):  # type: ignore[misc]
+            self._congested()
             return
         self.packets_sent += 1
         self.octets_sent += len(payload)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
+
+    def _congested(self) -> None:
+        """The subscriber's socket is backed up or gone: drop, and go on from the next keyframe.
+
+        Nothing is queued per subscriber, so a stalled one costs the others nothing.
+        """
+        self.stats.congestion_drops += 1
+        if self.kind == "video" and not self._waiting_keyframe:
+            self._waiting_keyframe = True
+            if self.source is not None:
+                self.source.request_keyframe()
 
     def _start(self, seq: int, ts: int) -> None:
         """Pick offsets so the subscriber sees one continuous stream across source changes."""
@@ -248,6 +288,7 @@ class DownTrack:
             self._ts_offset = (last_ts + elapsed - ts) & 0xFFFFFFFF
         self._start_seq = seq
         self._started = True
+        self._waiting_keyframe = False
 
     def detach(self) -> None:
         """The source is gone: remember where the stream stood so the next one continues it."""
@@ -270,7 +311,7 @@ class DownTrack:
         if self.source is not None:
             self.source.request_keyframe()
 
-    async def on_nack(self, lost: list[int]) -> None:
+    def on_nack(self, lost: list[int]) -> None:
         """Answer a NACK from the track's own history; the publisher never hears of it."""
         self.stats.nacks_in += 1
         source = self.source
@@ -305,9 +346,7 @@ class DownTrack:
                     )
                     + payload
                 )
-            try:
-                await self._send(data)
-            except ConnectionError:
+            if not self._send(data):
                 self.stats.send_errors += 1
                 return
             self.stats.retransmits += 1

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as aiortc_receiver
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -102,7 +102,7 @@ def tap_receiver(receiver: RTCRtpReceiver, uptrack: UpTrack) -> None:
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
 
         if packet.payload:
-            await uptrack.on_packet(
+            uptrack.on_packet(
                 packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload, packet.ssrc
             )
 
@@ -146,7 +146,7 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
             payload_type=payload_type,
             rtx_ssrc=sender._rtx_ssrc if rtx is not None else None,
             rtx_payload_type=rtx.payloadType if rtx is not None else None,
-            send=sender.transport._send_rtp,
+            send=rtp_sender(sender.transport),
         )
         if parameters.rtcp.cname:
             cname.append(parameters.rtcp.cname)
@@ -178,7 +178,7 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
                 if downtrack.ssrc in ssrcs:
                     downtrack.bitrate_estimate = bitrate
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            await downtrack.on_nack(packet.lost)
+            downtrack.on_nack(packet.lost)
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == downtrack.ssrc:
@@ -187,6 +187,31 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
     sender.send = send  # type: ignore[method-assign]
     sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+MAX_SOCKET_BACKLOG = 256 * 1024  # bytes queued in a subscriber's socket before we drop
+
+
+def rtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
+    """Encrypt and send one RTP packet synchronously, below aiortc's coroutine layers.
+
+    aiortc's own path awaits three coroutines per packet; this calls SRTP and ``sendto`` directly.
+    Returns False (sending nothing) when ICE has no pair or the socket is backed up.
+    """
+    protect = dtls._tx_srtp.protect
+    nominated = dtls.transport._connection._nominated
+
+    def send(data: bytes) -> bool:
+        pair = nominated.get(1)
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport.get_write_buffer_size() > MAX_SOCKET_BACKLOG:  # type: ignore[attr-defined]
+            return False
+        transport.sendto(protect(data), pair.remote_addr)
+        return True
+
+    return send
 
 
 async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, cname: str | None) -> None:
