@@ -1,54 +1,20 @@
-"""Test peers: a signaling client over websockets, and aiortc publishers/subscribers behind it."""
+"""Test peers: synthetic tracks, frame comparison, and taps that watch RTP and RTCP."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
 import functools
-import json
 from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCPeerConnection, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamTrack
-from websockets.asyncio.client import ClientConnection, connect
+
+from loadtest.client import SignalingClient, publish, subscribe
 
 WIDTH, HEIGHT = 320, 240
-
-
-class SignalingClient:
-    """Speaks docs/protocol.md; keeps messages it was not asked for in order."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-
-    @classmethod
-    async def connect(cls, ws_url: str) -> SignalingClient:
-        return cls(await connect(ws_url, max_size=2**22))
-
-    async def send(self, message: dict[str, Any] | str) -> None:
-        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
-
-    async def expect(self, type_: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The next message of ``type_``, keeping any others for later."""
-        for i, message in enumerate(self.inbox):
-            if message["type"] == type_:
-                return self.inbox.pop(i)
-        async with asyncio.timeout(timeout):
-            while True:
-                message = json.loads(await self.ws.recv())
-                if message["type"] == type_:
-                    return message
-                self.inbox.append(message)
-
-    async def join(self, room: str, token: str) -> dict[str, Any]:
-        await self.send({"type": "join", "room": room, "token": token})
-        return await self.expect("joined")
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 COLOURS = [((200, 40, 40), (40, 40, 200)), ((40, 180, 40), (200, 200, 200))]
@@ -104,33 +70,6 @@ class ToneTrack(MediaStreamTrack):
         frame.sample_rate, frame.pts, frame.time_base = 48000, self._samples, fractions.Fraction(1, 48000)
         self._samples += 960
         return frame
-
-
-def peer() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-async def publish(client: SignalingClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
-    pc = peer()
-    for track in tracks:
-        pc.addTransceiver(track, direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    await client.send({"type": "publish", "sdp": pc.localDescription.sdp})
-    answer = await client.expect("answer")
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-    return pc
-
-
-async def subscribe(client: SignalingClient) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack]]:
-    """Answer the server's subscription offer; returns the pc and its remote tracks by kind."""
-    offer = await client.expect("offer")
-    pc = peer()
-    tracks: dict[str, MediaStreamTrack] = {}
-    pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
-    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-    await pc.setLocalDescription(await pc.createAnswer())
-    await client.send({"type": "answer", "target": "subscribe", "sdp": pc.localDescription.sdp})
-    return pc, tracks
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -206,3 +145,6 @@ def video_payload_type(pc: RTCPeerConnection) -> int:
     """The media (not RTX) payload type negotiated for video."""
     transceiver = next(t for t in pc.getTransceivers() if t.kind == "video")
     return int(transceiver._codecs[0].payloadType)
+
+
+__all__ = ["SignalingClient", "publish", "subscribe"]

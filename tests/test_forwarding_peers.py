@@ -167,7 +167,8 @@ async def test_a_stalled_student_does_not_hold_up_the_others(server: ServerProce
     frames_sent = video.sent - sent_before
     assert frames_sent > 40
     packets = len(healthy_log.packets) - got_before
-    assert packets >= frames_sent, f"the healthy student got {packets} packets for {frames_sent} frames"
+    # At least a packet per frame (less 20% for what is in flight at either end of the window).
+    assert packets >= 0.8 * frames_sent, f"the healthy student got {packets} packets for {frames_sent} frames"
     frame = await asyncio.wait_for(healthy_tracks["video"].recv(), 5)
     assert frame.width == 320
     pair.protocol.transport.resume_reading()

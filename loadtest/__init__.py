@@ -1,0 +1,1 @@
+"""Load tests and benchmarks: what a city's morning asks of the server, measured."""

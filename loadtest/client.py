@@ -1,0 +1,73 @@
+"""A client of our signaling protocol (docs/protocol.md) with aiortc peers: for load tests and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from websockets.asyncio.client import ClientConnection, connect
+
+
+class SignalingClient:
+    """Speaks docs/protocol.md; keeps messages it was not asked for, in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.inbox: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, ws_url: str) -> SignalingClient:
+        return cls(await connect(ws_url, max_size=2**22, compression=None))
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def expect(self, type_: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message of ``type_``, keeping any others for later."""
+        for i, message in enumerate(self.inbox):
+            if message["type"] == type_:
+                return self.inbox.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message["type"] == type_:
+                    return message
+                self.inbox.append(message)
+
+    async def join(self, room: str, token: str) -> dict[str, Any]:
+        await self.send({"type": "join", "room": room, "token": token})
+        return await self.expect("joined")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def peer() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def publish(client: SignalingClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
+    """Send ``tracks`` as the room's broadcast; returns the publishing peer connection."""
+    pc = peer()
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await client.send({"type": "publish", "sdp": pc.localDescription.sdp})
+    answer = await client.expect("answer", timeout=30)
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    return pc
+
+
+async def subscribe(client: SignalingClient) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack]]:
+    """Answer the server's subscription offer; returns the pc and its remote tracks by kind."""
+    offer = await client.expect("offer", timeout=30)
+    pc = peer()
+    tracks: dict[str, MediaStreamTrack] = {}
+    pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
+    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await client.send({"type": "answer", "target": "subscribe", "sdp": pc.localDescription.sdp})
+    return pc, tracks
