@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -49,11 +49,19 @@ def peer() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-async def publish(client: SignalingClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
-    """Send ``tracks`` as the room's broadcast; returns the publishing peer connection."""
+async def publish(
+    client: SignalingClient, *tracks: MediaStreamTrack, video_codec: str | None = None
+) -> RTCPeerConnection:
+    """Send ``tracks`` as the room's broadcast; returns the publishing peer connection.
+
+    ``video_codec`` ("H264", "VP8") restricts the offer, for tracks that carry encoded packets.
+    """
     pc = peer()
     for track in tracks:
-        pc.addTransceiver(track, direction="sendonly")
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        if video_codec and track.kind == "video":
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == f"video/{video_codec}"][:1])
     await pc.setLocalDescription(await pc.createOffer())
     await client.send({"type": "publish", "sdp": pc.localDescription.sdp})
     answer = await client.expect("answer", timeout=30)

@@ -1,0 +1,1 @@
+"""Other servers run through the same benchmark scenario, for comparison in the same run."""
