@@ -341,7 +341,8 @@ def print_table(results: list[Result]) -> None:
         fps = r.fps or [0.0]
         print(
             f"{r.target:<22}{r.subscribers:>5}{r.ready:>6}{r.cpu_per_subscriber_minute:>15.4f}"
-            f"{r.us_per_packet:>11.1f}{r.packets_per_s:>11.0f}{r.system_share:>8.0%}{min(fps):>7.1f}/{sum(fps) / len(fps):<6.1f}"
+            f"{r.us_per_packet:>11.1f}{r.packets_per_s:>11.0f}{r.system_share:>8.0%}"
+            f"{min(fps):>7.1f}/{sum(fps) / len(fps):<6.1f}"
             f"{r.loss:>8.2%}{r.freezes:>9}{r.longest_gap_s:>8.2f}s{r.rss_per_subscriber / 2**20:>8.2f}"
         )
     ours = next((r for r in results if r.target.split(" ")[0] == "ours"), None)
