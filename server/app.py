@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .media.ice import use_host_addresses
+from .media.interfaces import MediaBackend
+from .media.pool import MediaPool
+from .media.remote import WorkerClient
 from .media.sfu import Sfu
 from .metrics import make_registry
 from .rooms import Rooms
@@ -35,25 +41,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         use_host_addresses(settings.ice_addresses)
         store = await open_store(settings.redis_url)
-        sfu = Sfu(video_codec=settings.video_codec, keyframe_interval_s=settings.keyframe_request_interval_s)
-        rooms = Rooms(sfu, store, node=f"{socket.gethostname()}:{settings.port}")
+        runtime = tempfile.TemporaryDirectory(prefix="skyclass-")
+        pool = MediaPool(await _media_backends(settings, Path(runtime.name)), settings.max_subscribers_per_worker)
+        rooms = Rooms(pool, store, node=f"{socket.gethostname()}:{settings.port}")
         app.state.rooms = rooms
+        stats = _StatsCache(pool)
         app.state.registry = make_registry(
-            sfu.stats,
+            stats.snapshot,
             {
                 "sessions": ("Open signaling sessions", lambda: len(sessions)),
                 "rooms": ("Rooms held on this node", lambda: len(rooms)),
-                "publications": ("Publishing peer connections", lambda: len(sfu.publications)),
-                "subscriptions": ("Subscribing peer connections", lambda: len(sfu.subscriptions)),
+                "publications": ("Publishing peer connections", lambda: len(pool.publications)),
+                "subscriptions": ("Subscribing peer connections", lambda: pool.subscriptions),
             },
+            lambda: pool.load,
         )
+        refresher = asyncio.get_running_loop().create_task(stats.refresh_forever())
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
         try:
             yield
         finally:
+            refresher.cancel()
             await rooms.close()
             await store.close()
+            for backend in pool.backends:
+                if isinstance(backend, WorkerClient):
+                    await backend.stop()
+            runtime.cleanup()
 
     app = FastAPI(title="Sky Classroom", lifespan=lifespan)
     settings.signing_secret  # noqa: B018 (create the development secret before the first join)
@@ -98,3 +113,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=CLIENT_DIR), name="static")
     return app
+
+
+async def _media_backends(settings: Settings, runtime: Path) -> list[MediaBackend]:
+    """The SFU in this process, or one worker process per ``media_workers``."""
+    options = {
+        "video_codec": settings.video_codec,
+        "keyframe_interval_s": settings.keyframe_request_interval_s,
+    }
+    if settings.media_workers <= 0:
+        return [Sfu(**options)]  # type: ignore[arg-type]
+    workers = [
+        WorkerClient.spawn(f"w{i}", runtime / f"media-{i}.sock", ice_addresses=settings.ice_addresses, **options)  # type: ignore[arg-type]
+        for i in range(settings.media_workers)
+    ]
+    return list(await asyncio.gather(*workers))
+
+
+class _StatsCache:
+    """Forwarding counters for /metrics: live for media in this process, refreshed each second
+    from worker processes (a scrape never waits on a worker)."""
+
+    def __init__(self, pool: MediaPool) -> None:
+        self._pool = pool
+        self._workers: dict[str, int] = {}
+
+    def snapshot(self) -> dict[str, int]:
+        total = dict(self._workers)
+        for backend in self._pool.backends:
+            if isinstance(backend, Sfu):
+                for name, value in dataclasses.asdict(backend.stats).items():
+                    total[name] = total.get(name, 0) + value
+        return total
+
+    async def refresh_forever(self) -> None:
+        workers = [b for b in self._pool.backends if isinstance(b, WorkerClient)]
+        while workers:
+            try:
+                totals: dict[str, int] = {}
+                for stats in await asyncio.gather(*(w.forwarding_stats() for w in workers)):
+                    for name, value in stats.items():
+                        totals[name] = totals.get(name, 0) + value
+                self._workers = totals
+            except RuntimeError as exc:
+                log.warning("could not read a media worker's counters: %s", exc)
+            await asyncio.sleep(1.0)

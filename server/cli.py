@@ -21,6 +21,7 @@ def serve(
     ice_address: Annotated[
         list[str] | None, typer.Option(help="ICE host address to offer (repeat); default: all + 127.0.0.1")
     ] = None,
+    media_workers: Annotated[int | None, typer.Option(help="Media worker processes (0: media in this process)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Serve the web client, the signaling websocket and the SFU in one process."""
@@ -37,6 +38,8 @@ def serve(
         overrides["redis_url"] = redis
     if ice_address:
         overrides["ice_addresses"] = ice_address
+    if media_workers is not None:
+        overrides["media_workers"] = media_workers
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(

@@ -8,8 +8,6 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .media.forwarder import ForwardingStats
-
 _COUNTERS = {
     "packets_in": "RTP packets received from publishers",
     "packets_out": "RTP packets forwarded to subscribers",
@@ -25,21 +23,36 @@ _COUNTERS = {
 }
 
 
+Gauges = dict[str, tuple[str, Callable[[], int]]]
+
+
 class ServerCollector(Collector):
-    def __init__(self, stats: ForwardingStats, gauges: dict[str, tuple[str, Callable[[], int]]]) -> None:
-        self._stats = stats
+    def __init__(
+        self, forwarding: Callable[[], dict[str, int]], gauges: Gauges, backend_load: Callable[[], list[int]]
+    ) -> None:
+        self._forwarding = forwarding
         self._gauges = gauges
+        self._backend_load = backend_load
 
     def collect(self) -> Iterator[Metric]:
+        counters = self._forwarding()
         for name, doc in _COUNTERS.items():
             prefix = "skyclass_server" if name == "decoded_frames" else "skyclass_sfu"
-            yield CounterMetricFamily(f"{prefix}_{name}", doc, value=getattr(self._stats, name))
+            yield CounterMetricFamily(f"{prefix}_{name}", doc, value=counters.get(name, 0))
         for name, (doc, read) in self._gauges.items():
             yield GaugeMetricFamily(f"skyclass_{name}", doc, value=read())
+        load = GaugeMetricFamily(
+            "skyclass_media_backend_subscriptions", "Subscriptions per media backend", labels=["backend"]
+        )
+        for index, value in enumerate(self._backend_load()):
+            load.add_metric([str(index)], value)
+        yield load
 
 
-def make_registry(stats: ForwardingStats, gauges: dict[str, tuple[str, Callable[[], int]]]) -> CollectorRegistry:
+def make_registry(
+    forwarding: Callable[[], dict[str, int]], gauges: Gauges, backend_load: Callable[[], list[int]]
+) -> CollectorRegistry:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    registry.register(ServerCollector(stats, gauges))
+    registry.register(ServerCollector(forwarding, gauges, backend_load))
     return registry

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     message_rate_per_s: float = 50.0
     message_burst: int = 100
     keyframe_request_interval_s: float = 0.5
+    # Media in worker processes (one per core is the production shape); 0 keeps it in this process.
+    media_workers: int = 0
+    # A room with more subscribers than this on its worker spills new ones to another worker.
+    max_subscribers_per_worker: int = 150
 
     @cached_property
     def signing_secret(self) -> str:

@@ -6,22 +6,37 @@ publication Y"; this module wires aiortc peer connections to the forwarding path
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import secrets
 from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from .forwarder import DownTrack, ForwardingStats, UpTrack
+from .interfaces import OnFailed, PeerId
+from .relay import RelayEgress, RelayIngress
 from .seam import IdleTrack, count_decoded_frames, negotiated_codec, send_pli, tap_receiver, tap_sender
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, Kind] = ("audio", "video")
+
+
+T = TypeVar("T")
+RELAY_READY_TIMEOUT_S = 3.0
+
+
+class Source(Protocol):
+    """What a subscription takes media from: a publication, or a relayed copy of one."""
+
+    def track(self, kind: Kind) -> UpTrack | None: ...
 
 
 class SdpError(ValueError):
@@ -87,7 +102,7 @@ class Subscription(Peer):
     def __init__(self, pc: RTCPeerConnection, stats: ForwardingStats, on_failed: Callable[[], None] | None) -> None:
         super().__init__(pc, on_failed)
         self.downtracks: dict[Kind, DownTrack] = {kind: DownTrack(kind, stats) for kind in KINDS}
-        self.source: Publication | None = None
+        self.source: Source | None = None
 
     @property
     def ready(self) -> bool:
@@ -101,10 +116,10 @@ class Subscription(Peer):
         except (ValueError, KeyError, IndexError) as exc:
             raise SdpError(f"The answer could not be used: {exc}") from exc
 
-    def attach(self, publication: Publication | None) -> None:
-        """Take media from ``publication`` (None: from nobody) from its next keyframe on."""
+    def attach(self, source: Source | None) -> None:
+        """Take media from ``source`` (None: from nobody) from its next keyframe on."""
         self.detach()
-        self.source = publication
+        self.source = source
         self._link()
 
     def detach(self) -> None:
@@ -128,7 +143,7 @@ class Subscription(Peer):
 
 
 class Sfu:
-    """Creates publications and subscriptions and keeps the forwarding counters."""
+    """The SFU in this process: a ``MediaBackend`` holding publications, subscriptions and relays."""
 
     def __init__(self, *, video_codec: str = "VP8", keyframe_interval_s: float = 0.5) -> None:
         self.stats = ForwardingStats()
@@ -138,14 +153,35 @@ class Sfu:
             "audio": _capabilities("audio", "audio/opus"),
             "video": _capabilities("video", f"video/{video_codec}"),
         }
-        self.publications: set[Peer] = set()
-        self.subscriptions: set[Peer] = set()
+        self._peers: dict[PeerId, Peer | RelayIngress | RelayEgress] = {}
+
+    def _count(self, kind: type) -> int:
+        return sum(isinstance(p, kind) for p in self._peers.values())
+
+    @property
+    def publications(self) -> int:
+        return self._count(Publication)
+
+    @property
+    def subscriptions(self) -> int:
+        return self._count(Subscription)
+
+    def _add(self, peer: Peer | RelayIngress | RelayEgress) -> PeerId:
+        peer_id = PeerId(secrets.token_hex(8))
+        self._peers[peer_id] = peer
+        return peer_id
+
+    def _get(self, peer_id: PeerId, kind: type[T]) -> T:
+        peer = self._peers.get(peer_id)
+        if not isinstance(peer, kind):
+            raise LookupError(f"No {kind.__name__.lower()} {peer_id!r} here")
+        return peer
 
     def _peer_connection(self) -> RTCPeerConnection:
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-    async def publish(self, offer_sdp: str, on_failed: Callable[[], None] | None = None) -> tuple[Publication, str]:
-        """Answer a publisher's offer; its tracks become ``UpTrack``s. Returns the answer SDP."""
+    async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
+        """Answer a publisher's offer; its tracks become ``UpTrack``s."""
         pc = self._peer_connection()
         publication = Publication(pc, on_failed)
         try:
@@ -178,11 +214,10 @@ class Sfu:
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
             await pc.close()
             raise SdpError(f"The offer could not be used: {exc}") from exc
-        self.publications.add(publication)
-        return publication, pc.localDescription.sdp
+        return self._add(publication), pc.localDescription.sdp
 
-    async def subscribe(self, on_failed: Callable[[], None] | None = None) -> tuple[Subscription, str]:
-        """A subscriber's connection with one audio and one video track. Returns the offer SDP."""
+    async def subscribe(self, on_failed: OnFailed = None) -> tuple[PeerId, str]:
+        """A subscriber's connection with one audio and one video track; returns its offer."""
         pc = self._peer_connection()
         subscription = Subscription(pc, self.stats, on_failed)
         for kind in KINDS:
@@ -190,13 +225,52 @@ class Sfu:
             transceiver.setCodecPreferences(self._codecs[kind])
             tap_sender(transceiver.sender, subscription.downtracks[kind], subscription._link)
         await pc.setLocalDescription(await pc.createOffer())
-        self.subscriptions.add(subscription)
-        return subscription, pc.localDescription.sdp
+        return self._add(subscription), pc.localDescription.sdp
 
-    async def close(self, peer: Peer) -> None:
-        self.publications.discard(peer)
-        self.subscriptions.discard(peer)
-        await peer.close()
+    async def accept_answer(self, subscription: PeerId, sdp: str) -> None:
+        await self._get(subscription, Subscription).accept_answer(sdp)
+
+    async def add_ice_candidate(
+        self, peer: PeerId, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        await self._get(peer, Peer).add_ice_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    async def attach(self, subscription: PeerId, publication: PeerId | None) -> None:
+        target = self._get(subscription, Subscription)
+        if publication is None:
+            target.attach(None)
+            return
+        found = self._peers.get(publication)
+        if isinstance(found, RelayIngress):
+            await asyncio.wait_for(found.ready.wait(), RELAY_READY_TIMEOUT_S)
+            target.attach(found)
+        elif isinstance(found, Publication):
+            target.attach(found)
+        else:
+            raise LookupError(f"No publication {publication!r} here")
+
+    async def open_relay_ingress(self) -> tuple[PeerId, int]:
+        ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s)
+        return self._add(ingress), port
+
+    async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
+        source = self._get(publication, Publication)
+        return self._add(await RelayEgress.open(source, port, self.stats))
+
+    async def close(self, peer: PeerId) -> None:
+        found = self._peers.pop(peer, None)
+        if isinstance(found, RelayEgress):
+            found.close()
+        elif found is not None:
+            await found.close()
+
+    async def forwarding_stats(self) -> dict[str, int]:
+        counters: dict[str, int] = dataclasses.asdict(self.stats)
+        return counters
+
+    async def shutdown(self) -> None:
+        for peer in list(self._peers):
+            await self.close(peer)
 
 
 def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Literal, Protocol
 
-from ..media.sfu import Peer, Publication, Sfu, Subscription
+from ..media.pool import MediaPeer, MediaPool
 from ..state import ParticipantRecord, Store
 from ..tokens import SEES_PRESENCE, Role
 
@@ -29,14 +29,14 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self, name: str, sfu: Sfu, store: Store, node: str) -> None:
+    def __init__(self, name: str, media: MediaPool, store: Store, node: str) -> None:
         self.name = name
-        self._sfu = sfu
+        self._media = media
         self._store = store
         self._node = node
         self.members: dict[str, Member] = {}
-        self.subscriptions: dict[str, Subscription] = {}
-        self.publication: Publication | None = None
+        self.subscriptions: dict[str, MediaPeer] = {}
+        self.publication: MediaPeer | None = None
         self.publisher_id: str | None = None
         self._presence_timer: asyncio.TimerHandle | None = None
 
@@ -65,7 +65,7 @@ class Room:
             await self.unpublish(member)
         subscription = self.subscriptions.pop(member.participant_id, None)
         if subscription is not None:
-            await self._sfu.close(subscription)
+            await self._media.close(subscription)
         if member.role is Role.STUDENT:
             self._schedule_presence()
 
@@ -77,13 +77,12 @@ class Room:
         def on_failed() -> None:
             asyncio.ensure_future(self._publication_failed(member))
 
-        publication, answer = await self._sfu.publish(offer_sdp, on_failed=on_failed)
+        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed=on_failed)
         old = self.publication
         self.publication, self.publisher_id = publication, member.participant_id
-        for subscription in self.subscriptions.values():
-            subscription.attach(publication)
+        await self._attach_all(publication)
         if old is not None:
-            await self._sfu.close(old)
+            await self._media.close(old)
         await self._store.set_broadcaster(self.name, member.participant_id)
         if old is None:
             self._tell_subscribers(live=True)
@@ -94,12 +93,14 @@ class Room:
         if self.publisher_id != member.participant_id or self.publication is None:
             return
         publication, self.publication, self.publisher_id = self.publication, None, None
-        for subscription in self.subscriptions.values():
-            subscription.attach(None)
-        await self._sfu.close(publication)
+        await self._attach_all(None)
+        await self._media.close(publication)
         await self._store.set_broadcaster(self.name, None)
         self._tell_subscribers(live=False)
         log.info("room %s: broadcast ended", self.name)
+
+    async def _attach_all(self, publication: MediaPeer | None) -> None:
+        await asyncio.gather(*(self._media.attach(s, publication) for s in list(self.subscriptions.values())))
 
     async def _publication_failed(self, member: Member) -> None:
         log.warning("room %s: the teacher's connection failed", self.name)
@@ -111,17 +112,17 @@ class Room:
         """A fresh subscription for ``member``, fed by the current broadcast; returns the offer."""
         old = self.subscriptions.pop(member.participant_id, None)
         if old is not None:
-            await self._sfu.close(old)
-        subscription, offer = await self._sfu.subscribe()
+            await self._media.close(old)
+        subscription, offer = await self._media.subscribe(self.name)
         self.subscriptions[member.participant_id] = subscription
-        subscription.attach(self.publication)
+        await self._media.attach(subscription, self.publication)
         return offer
 
     async def accept_answer(self, member: Member, sdp: str) -> None:
         subscription = self.subscriptions.get(member.participant_id)
         if subscription is None:
             raise LookupError("No subscription is waiting for an answer")
-        await subscription.accept_answer(sdp)
+        await self._media.accept_answer(subscription, sdp)
 
     async def add_ice_candidate(
         self,
@@ -131,14 +132,14 @@ class Room:
         sdp_mid: str | None,
         sdp_mline_index: int | None,
     ) -> None:
-        peer: Peer | None
+        peer: MediaPeer | None
         if target == "publish":
             peer = self.publication if self.publisher_id == member.participant_id else None
         else:
             peer = self.subscriptions.get(member.participant_id)
         if peer is None:
             raise LookupError(f"There is no {target} connection for this participant")
-        await peer.add_ice_candidate(candidate, sdp_mid, sdp_mline_index)
+        await self._media.add_ice_candidate(peer, candidate, sdp_mid, sdp_mline_index)
 
     # Notifications ------------------------------------------------------------------------------
 
@@ -174,8 +175,8 @@ class Room:
 class Rooms:
     """The rooms held on this node."""
 
-    def __init__(self, sfu: Sfu, store: Store, node: str) -> None:
-        self.sfu = sfu
+    def __init__(self, media: MediaPool, store: Store, node: str) -> None:
+        self.media = media
         self.store = store
         self.node = node
         self._rooms: dict[str, Room] = {}
@@ -189,7 +190,7 @@ class Rooms:
     async def join(self, name: str, member: Member) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.sfu, self.store, self.node)
+            room = self._rooms[name] = Room(name, self.media, self.store, self.node)
         await room.join(member)
         return room
 
@@ -198,6 +199,7 @@ class Rooms:
         if not room.members and self._rooms.get(room.name) is room:
             del self._rooms[room.name]
             await room.close()
+            self.media.release(room.name)
 
     async def close(self) -> None:
         for room in list(self._rooms.values()):

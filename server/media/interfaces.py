@@ -1,0 +1,40 @@
+"""The media layer's boundary: what the room layer may ask of a place that holds media.
+
+A ``MediaBackend`` is the SFU in this process (``Sfu``) or in a media worker process
+(``WorkerClient``); both speak in peer ids, so the room layer never holds an aiortc object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NewType, Protocol
+
+PeerId = NewType("PeerId", str)
+OnFailed = Callable[[], None] | None
+
+
+class MediaBackend(Protocol):
+    async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
+        """Answer a publisher's offer; returns the publication's id and the answer SDP."""
+
+    async def subscribe(self, on_failed: OnFailed = None) -> tuple[PeerId, str]:
+        """A subscriber connection with one audio and one video track; returns its id and offer SDP."""
+
+    async def accept_answer(self, subscription: PeerId, sdp: str) -> None: ...
+
+    async def add_ice_candidate(
+        self, peer: PeerId, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None: ...
+
+    async def attach(self, subscription: PeerId, publication: PeerId | None) -> None:
+        """Feed ``subscription`` from ``publication`` (None: from nobody), from its next keyframe."""
+
+    async def close(self, peer: PeerId) -> None: ...
+
+    async def open_relay_ingress(self) -> tuple[PeerId, int]:
+        """A publication fed by another backend over UDP on 127.0.0.1; returns its id and port."""
+
+    async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
+        """Send ``publication``'s packets to a relay ingress on ``port``; returns the egress id."""
+
+    async def forwarding_stats(self) -> dict[str, int]: ...

@@ -1,0 +1,121 @@
+"""Where each room's media lives when there are several backends (media worker processes).
+
+A room is pinned to one backend, its home, chosen by load when the room first needs media. A room
+with more subscribers than a backend should hold spills new subscribers to the least loaded other
+backend, which gets the teacher's tracks once through a relay (``relay.py``), not once per student.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .interfaces import MediaBackend, OnFailed, PeerId
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPeer:
+    """A peer connection somewhere in the pool."""
+
+    backend: int
+    peer: PeerId
+
+
+class MediaPool:
+    def __init__(self, backends: list[MediaBackend], max_subscribers_per_backend: int) -> None:
+        if not backends:
+            raise ValueError("Expected at least one media backend")
+        self.backends = backends
+        self.max_subscribers_per_backend = max_subscribers_per_backend
+        self.load = [0] * len(backends)  # subscriptions held by each backend
+        self._homes: dict[str, int] = {}
+        self._subscriptions: set[MediaPeer] = set()
+        self.publications: set[MediaPeer] = set()
+        # (publication, backend) -> the relayed copy there, and the egress feeding it
+        self._relays: dict[tuple[MediaPeer, int], asyncio.Task[tuple[MediaPeer, MediaPeer]]] = {}
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self._subscriptions)
+
+    def _least_loaded(self) -> int:
+        return min(range(len(self.backends)), key=lambda i: (self.load[i], list(self._homes.values()).count(i)))
+
+    def home(self, room: str) -> int:
+        if room not in self._homes:
+            self._homes[room] = self._least_loaded()
+        return self._homes[room]
+
+    def release(self, room: str) -> None:
+        self._homes.pop(room, None)
+
+    async def publish(self, room: str, offer_sdp: str, on_failed: OnFailed = None) -> tuple[MediaPeer, str]:
+        index = self.home(room)
+        peer, answer = await self.backends[index].publish(offer_sdp, on_failed)
+        publication = MediaPeer(index, peer)
+        self.publications.add(publication)
+        return publication, answer
+
+    async def subscribe(self, room: str, on_failed: OnFailed = None) -> tuple[MediaPeer, str]:
+        index = self.home(room)
+        if self.load[index] >= self.max_subscribers_per_backend:
+            index = self._least_loaded()
+        self.load[index] += 1
+        try:
+            peer, offer = await self.backends[index].subscribe(on_failed)
+        except BaseException:
+            self.load[index] -= 1
+            raise
+        subscription = MediaPeer(index, peer)
+        self._subscriptions.add(subscription)
+        return subscription, offer
+
+    async def accept_answer(self, subscription: MediaPeer, sdp: str) -> None:
+        await self.backends[subscription.backend].accept_answer(subscription.peer, sdp)
+
+    async def add_ice_candidate(
+        self, peer: MediaPeer, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        await self.backends[peer.backend].add_ice_candidate(peer.peer, candidate, sdp_mid, sdp_mline_index)
+
+    async def attach(self, subscription: MediaPeer, publication: MediaPeer | None) -> None:
+        backend = self.backends[subscription.backend]
+        if publication is None or publication.backend == subscription.backend:
+            await backend.attach(subscription.peer, publication.peer if publication else None)
+            return
+        ingress, _ = await self._relay(publication, subscription.backend)
+        await backend.attach(subscription.peer, ingress.peer)
+
+    def _relay(self, publication: MediaPeer, index: int) -> asyncio.Task[tuple[MediaPeer, MediaPeer]]:
+        key = (publication, index)
+        if key not in self._relays:  # one relay per publication and backend, however many attach at once
+            self._relays[key] = asyncio.ensure_future(self._open_relay(publication, index))
+        return self._relays[key]
+
+    async def _open_relay(self, publication: MediaPeer, index: int) -> tuple[MediaPeer, MediaPeer]:
+        ingress, port = await self.backends[index].open_relay_ingress()
+        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port)
+        return MediaPeer(index, ingress), MediaPeer(publication.backend, egress)
+
+    async def close(self, peer: MediaPeer) -> None:
+        if peer in self._subscriptions:
+            self._subscriptions.discard(peer)
+            self.load[peer.backend] -= 1
+        if peer in self.publications:
+            self.publications.discard(peer)
+            for key in [k for k in self._relays if k[0] == peer]:
+                relay = self._relays.pop(key)
+                if relay.done() and relay.exception() is None:
+                    for end in relay.result():
+                        await self.backends[end.backend].close(end.peer)
+                else:
+                    relay.cancel()
+        await self.backends[peer.backend].close(peer.peer)
+
+    async def forwarding_stats(self) -> dict[str, int]:
+        """The forwarding counters of every backend, summed."""
+        total: dict[str, int] = {}
+        for stats in await asyncio.gather(*(b.forwarding_stats() for b in self.backends)):
+            for name, value in stats.items():
+                total[name] = total.get(name, 0) + value
+        return total

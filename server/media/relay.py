@@ -1,0 +1,165 @@
+"""One publication copied to another media worker: plain RTP over UDP on 127.0.0.1.
+
+The egress is a subscriber like any other (one ``DownTrack`` per track) whose "transport" is a
+UDP socket; the ingress is a publication whose ``UpTrack``s are fed from that socket. A few
+control datagrams ride along, told apart from RTP by their first byte (RTP's is 0x80-0xBF):
+- ``H`` + JSON, egress -> ingress, once a second: the tracks (kind, codec, clock rate, SSRC);
+- ``S`` + SSRC, NTP, RTP, egress -> ingress: the publisher's clock, for lip sync downstream;
+- ``K`` + SSRC, ingress -> egress: a keyframe request, coalesced on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from typing import Any
+
+from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
+
+log = logging.getLogger(__name__)
+
+RELAY_SSRC = {"audio": 1, "video": 2}
+_SR = struct.Struct("!cIQI")  # b"S", ssrc, ntp, rtp
+_KEYFRAME = struct.Struct("!cI")  # b"K", ssrc
+ANNOUNCE_INTERVAL_S = 1.0
+
+
+class RelayEgress(asyncio.DatagramProtocol):
+    """Sends a source's tracks to an ingress on ``port``."""
+
+    def __init__(self, source: Any, stats: ForwardingStats) -> None:
+        self._source = source
+        self._stats = stats
+        self._transport: asyncio.DatagramTransport | None = None
+        self.downtracks: dict[str, DownTrack] = {}
+        self._announcer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, source: Any, port: int, stats: ForwardingStats) -> RelayEgress:
+        loop = asyncio.get_running_loop()
+        _, egress = await loop.create_datagram_endpoint(lambda: cls(source, stats), remote_addr=("127.0.0.1", port))
+        egress._start()
+        return egress
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def _send(self, data: bytes) -> bool:
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._transport.sendto(data)
+        return True
+
+    def _start(self) -> None:
+        for up in self._source.tracks:
+            if up.kind in self.downtracks:
+                continue
+            down = DownTrack(up.kind, self._stats)
+            down.configure(
+                ssrc=RELAY_SSRC[up.kind], payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send
+            )
+            self.downtracks[up.kind] = down
+            up.add(down)
+        self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        while True:
+            tracks = [
+                {"kind": d.kind, "mime": d.source.mime_type, "clock": d.source.clock_rate, "ssrc": d.ssrc}
+                for d in self.downtracks.values()
+                if d.source is not None
+            ]
+            self._send(b"H" + json.dumps(tracks).encode())
+            for down in self.downtracks.values():
+                report = down.sender_report()
+                if report is not None:
+                    self._send(_SR.pack(b"S", down.ssrc, *report))
+            await asyncio.sleep(ANNOUNCE_INTERVAL_S)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if len(data) == _KEYFRAME.size and data[:1] == b"K":
+            _, ssrc = _KEYFRAME.unpack(data)
+            for down in self.downtracks.values():
+                if down.ssrc == ssrc:
+                    down.on_keyframe_request()
+
+    def close(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+        for down in self.downtracks.values():
+            if down.source is not None:
+                down.source.remove(down)
+                down.detach()
+        if self._transport is not None:
+            self._transport.close()
+
+
+class RelayIngress(asyncio.DatagramProtocol):
+    """A publication whose packets come from a ``RelayEgress`` in another worker."""
+
+    def __init__(self, stats: ForwardingStats, keyframe_interval_s: float) -> None:
+        self._stats = stats
+        self._keyframe_interval_s = keyframe_interval_s
+        self._transport: asyncio.DatagramTransport | None = None
+        self._egress: tuple[str, int] | None = None
+        self._by_ssrc: dict[int, UpTrack] = {}
+        self.tracks: list[UpTrack] = []
+        self.ready = asyncio.Event()  # set once the egress said which tracks it sends
+
+    @classmethod
+    async def open(cls, stats: ForwardingStats, keyframe_interval_s: float) -> tuple[RelayIngress, int]:
+        loop = asyncio.get_running_loop()
+        transport, ingress = await loop.create_datagram_endpoint(
+            lambda: cls(stats, keyframe_interval_s), local_addr=("127.0.0.1", 0)
+        )
+        return ingress, int(transport.get_extra_info("sockname")[1])
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def track(self, kind: str) -> UpTrack | None:
+        return next((t for t in self.tracks if t.kind == kind), None)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if not data:
+            return
+        if data[0] & 0xC0 == 0x80:
+            if len(data) <= 12:
+                return
+            up = self._by_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if up is not None:
+                seq = (data[2] << 8) | data[3]
+                up.on_packet(seq, int.from_bytes(data[4:8], "big"), bool(data[1] & 0x80), data[12:], up.ssrc or 0)
+            return
+        self._egress = addr
+        if data[:1] == b"H":
+            self._announced(json.loads(data[1:]))
+        elif data[:1] == b"S" and len(data) == _SR.size:
+            _, ssrc, ntp, rtp = _SR.unpack(data)
+            if (up := self._by_ssrc.get(ssrc)) is not None:
+                up.sender_report = SenderReport(ntp, rtp)
+
+    def _announced(self, tracks: list[dict[str, Any]]) -> None:
+        for spec in tracks:
+            ssrc = int(spec["ssrc"])
+            if ssrc in self._by_ssrc:
+                continue
+            up = UpTrack(
+                spec["kind"], spec["mime"], int(spec["clock"]), self._stats, self._ask_egress, self._keyframe_interval_s
+            )
+            up.ssrc = ssrc
+            self._by_ssrc[ssrc] = up
+            self.tracks.append(up)
+        self.ready.set()
+
+    async def _ask_egress(self, ssrc: int) -> None:
+        if self._transport is not None and self._egress is not None:
+            self._transport.sendto(_KEYFRAME.pack(b"K", ssrc), self._egress)
+
+    async def close(self) -> None:
+        for up in self.tracks:
+            up.close()
+        if self._transport is not None:
+            self._transport.close()
