@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: serve test venv clean
+.PHONY: serve test bench venv clean
 
 $(BIN)/skyclass: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ serve: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fan-out benchmark against MediaRelay and Janus (installs Debian's janus when missing).
+bench: venv
+	SKYCLASS_BENCH_INSTALL=1 $(BIN)/python -m loadtest.fanout $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

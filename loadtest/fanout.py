@@ -251,6 +251,7 @@ async def run_target(
     subscribers: int,
     duration: float,
     workers: int,
+    rss_every: float = 60.0,
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         target = start(Path(tmp))
@@ -279,7 +280,13 @@ async def run_target(
             for pipe in pipes:
                 pipe.send("measure")
             cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
-            await asyncio.sleep(duration)
+            while (left := t0 + duration - time.monotonic()) > 0:  # memory over the lesson, for leaks
+                await asyncio.sleep(min(left, rss_every))
+                elapsed = time.monotonic() - t0
+                print(
+                    f"    {target.name}: {elapsed:6.0f} s, server RSS {rss_bytes(target.pid) / 2**20:7.1f} MB",
+                    flush=True,
+                )
             cpu1, t1 = cpu_seconds(target.pid), time.monotonic()
             for pipe in pipes:
                 pipe.send("report")
@@ -363,6 +370,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
     parser.add_argument("--workers", type=int, default=2, help="subscriber processes")
     parser.add_argument("--targets", default="ours,relay,janus", help="comma-separated: ours, relay, janus")
+    parser.add_argument("--rss-every", type=float, default=60.0, help="print the server's memory this often (s)")
     args = parser.parse_args()
 
     cached_clip("video"), cached_clip("audio")  # encode before anything is measured
@@ -379,7 +387,7 @@ def main() -> None:
             continue
         start, publish, count = plans[name]
         print(f"... {name}: {count} subscribers, {args.duration:.0f} s", flush=True)
-        results.append(asyncio.run(run_target(start, publish, count, args.duration, args.workers)))
+        results.append(asyncio.run(run_target(start, publish, count, args.duration, args.workers, args.rss_every)))
     print()
     print_table(results)
 

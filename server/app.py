@@ -9,13 +9,15 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, HTTPException, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .lessons.catalog import Catalog, Recording
 from .media.ice import use_host_addresses
 from .media.interfaces import MediaBackend
 from .media.pool import MediaPool
@@ -43,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = await open_store(settings.redis_url)
         runtime = tempfile.TemporaryDirectory(prefix="skyclass-")
         pool = MediaPool(await _media_backends(settings, Path(runtime.name)), settings.max_subscribers_per_worker)
-        rooms = Rooms(pool, store, node=f"{socket.gethostname()}:{settings.port}")
+        catalog = Catalog(settings.recordings_dir)
+        app.state.catalog = catalog
+        rooms = Rooms(pool, store, f"{socket.gethostname()}:{settings.port}", catalog if settings.record else None)
         app.state.rooms = rooms
         stats = _StatsCache(pool)
         app.state.registry = make_registry(
@@ -107,12 +111,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
+    @app.get("/api/recordings")
+    async def recordings(room: str | None = None) -> list[dict[str, object]]:
+        """Recorded lessons, newest first; ``room`` narrows to one class."""
+        return [_recording_json(r) for r in app.state.catalog.list(room)]
+
+    @app.get("/api/recordings/{recording_id}")
+    async def recording(recording_id: str) -> dict[str, object]:
+        return _recording_json(_find_recording(app, recording_id))
+
+    @app.get("/recordings/{recording_id}.webm", include_in_schema=False)
+    async def recording_media(recording_id: str) -> FileResponse:
+        """The file, with HTTP range requests so a browser can seek."""
+        found = _find_recording(app, recording_id)
+        return FileResponse(app.state.catalog.media_path(found), media_type="video/webm")
+
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await Session(websocket, app.state.rooms, settings, sessions).run()
 
     app.mount("/static", StaticFiles(directory=CLIENT_DIR), name="static")
     return app
+
+
+def _find_recording(app: FastAPI, recording_id: str) -> Recording:
+    found: Recording | None = app.state.catalog.get(recording_id)
+    if found is None or not app.state.catalog.media_path(found).exists():
+        raise HTTPException(status_code=404, detail=f"No recording {recording_id!r}")
+    return found
+
+
+def _recording_json(recording: Recording) -> dict[str, object]:
+    return {
+        "id": recording.id,
+        "room": recording.room,
+        "title": recording.title,
+        "teacher": recording.teacher,
+        "start": datetime.fromtimestamp(recording.started_at, UTC).isoformat(),
+        "duration": recording.duration_s,
+        "status": recording.status.value,
+        "url": f"/recordings/{recording.id}.webm",
+        "replay": f"/replay/{recording.id}",
+    }
 
 
 async def _media_backends(settings: Settings, runtime: Path) -> list[MediaBackend]:

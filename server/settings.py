@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     media_workers: int = 0
     # A room with more subscribers than this on its worker spills new ones to another worker.
     max_subscribers_per_worker: int = 150
+    # Every broadcast is recorded (WebM) into data_dir/recordings unless this is off.
+    record: bool = True
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
 
     @cached_property
     def signing_secret(self) -> str:

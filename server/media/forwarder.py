@@ -81,6 +81,8 @@ class UpTrack:
         # publisher. None until a keyframe is seen, and once the picture group outgrows GOP_LIMIT.
         self._gop: list[Packet] | None = None
         self._fanout: tuple[DownTrack, ...] = ()
+        # Other consumers of every packet (a recorder): each must only queue, never block.
+        self.taps: list[Callable[[int, int, bool, bytes, bool], None]] = []
         self._keyframes = KeyframeRequests(keyframe_interval_s)
         self._request_upstream = request_keyframe_upstream
         self._keyframe_timer: asyncio.TimerHandle | None = None
@@ -132,6 +134,8 @@ class UpTrack:
             self.last_arrival = time.monotonic()
         for down in self._fanout:
             down.forward(seq, ts, marker, payload, keyframe)
+        for tap in self.taps:
+            tap(seq, ts, marker, payload, keyframe)
 
     def lookup(self, seq: int) -> Packet | None:
         if not self._history:

@@ -37,4 +37,10 @@ class MediaBackend(Protocol):
     async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
         """Send ``publication``'s packets to a relay ingress on ``port``; returns the egress id."""
 
+    async def start_recording(self, publication: PeerId, path: str) -> None:
+        """Record ``publication`` to ``path`` (WebM) until it ends or ``stop_recording``."""
+
+    async def stop_recording(self, publication: PeerId) -> dict[str, object]:
+        """Finish the file; returns what was written (duration_s, video_frames, audio_frames, error)."""
+
     async def forwarding_stats(self) -> dict[str, int]: ...

@@ -112,6 +112,12 @@ class MediaPool:
                     relay.cancel()
         await self.backends[peer.backend].close(peer.peer)
 
+    async def start_recording(self, publication: MediaPeer, path: str) -> None:
+        await self.backends[publication.backend].start_recording(publication.peer, path)
+
+    async def stop_recording(self, publication: MediaPeer) -> dict[str, object]:
+        return await self.backends[publication.backend].stop_recording(publication.peer)
+
     async def forwarding_stats(self) -> dict[str, int]:
         """The forwarding counters of every backend, summed."""
         total: dict[str, int] = {}

@@ -118,6 +118,13 @@ class WorkerClient:
     async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
         return PeerId(await self._call("open_relay_egress", publication=publication, port=port))
 
+    async def start_recording(self, publication: PeerId, path: str) -> None:
+        await self._call("start_recording", publication=publication, path=path)
+
+    async def stop_recording(self, publication: PeerId) -> dict[str, object]:
+        result: dict[str, object] = await self._call("stop_recording", publication=publication)
+        return result
+
     async def forwarding_stats(self) -> dict[str, int]:
         result: dict[str, int] = await self._call("forwarding_stats")
         return result

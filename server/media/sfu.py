@@ -12,6 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
@@ -20,6 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .interfaces import OnFailed, PeerId
+from .recorder import Recorder, record_track
 from .relay import RelayEgress, RelayIngress
 from .seam import IdleTrack, count_decoded_frames, negotiated_codec, send_pli, tap_receiver, tap_sender
 
@@ -154,6 +156,7 @@ class Sfu:
             "video": _capabilities("video", f"video/{video_codec}"),
         }
         self._peers: dict[PeerId, Peer | RelayIngress | RelayEgress] = {}
+        self._recorders: dict[PeerId, Recorder] = {}
 
     def _count(self, kind: type) -> int:
         return sum(isinstance(p, kind) for p in self._peers.values())
@@ -257,7 +260,35 @@ class Sfu:
         source = self._get(publication, Publication)
         return self._add(await RelayEgress.open(source, port, self.stats))
 
+    async def start_recording(self, publication: PeerId, path: str) -> None:
+        source = self._get(publication, Publication)
+        await self.stop_recording(publication)
+        recorder = Recorder(Path(path))
+        for up in source.tracks:
+            tap = record_track(recorder, up.kind, up.mime_type)
+            if tap is not None:
+                up.taps.append(tap)
+        self._recorders[publication] = recorder
+
+    async def stop_recording(self, publication: PeerId) -> dict[str, object]:
+        recorder = self._recorders.pop(publication, None)
+        if recorder is None:
+            return {}
+        source = self._peers.get(publication)
+        if isinstance(source, Publication):
+            for up in source.tracks:
+                up.taps.clear()
+        info = await asyncio.get_running_loop().run_in_executor(None, recorder.stop)
+        return {
+            "duration_s": info.duration_s,
+            "video_frames": info.video_frames,
+            "audio_frames": info.audio_frames,
+            "dropped_packets": info.dropped_packets,
+            "error": info.error,
+        }
+
     async def close(self, peer: PeerId) -> None:
+        await self.stop_recording(peer)
         found = self._peers.pop(peer, None)
         if isinstance(found, RelayEgress):
             found.close()

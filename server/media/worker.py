@@ -33,6 +33,8 @@ OPERATIONS = frozenset(
         "open_relay_ingress",
         "open_relay_egress",
         "forwarding_stats",
+        "start_recording",
+        "stop_recording",
     }
 )
 

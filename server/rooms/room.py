@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Literal, Protocol
 
+from ..lessons.catalog import Catalog
 from ..media.pool import MediaPeer, MediaPool
 from ..state import ParticipantRecord, Store
 from ..tokens import SEES_PRESENCE, Role
@@ -29,9 +30,11 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self, name: str, media: MediaPool, store: Store, node: str) -> None:
+    def __init__(self, name: str, media: MediaPool, store: Store, node: str, catalog: Catalog | None) -> None:
         self.name = name
         self._media = media
+        self._catalog = catalog
+        self._recording_id: str | None = None
         self._store = store
         self._node = node
         self.members: dict[str, Member] = {}
@@ -82,7 +85,9 @@ class Room:
         self.publication, self.publisher_id = publication, member.participant_id
         await self._attach_all(publication)
         if old is not None:
+            await self._finish_recording(old)
             await self._media.close(old)
+        await self._start_recording(publication, member)
         await self._store.set_broadcaster(self.name, member.participant_id)
         if old is None:
             self._tell_subscribers(live=True)
@@ -94,10 +99,38 @@ class Room:
             return
         publication, self.publication, self.publisher_id = self.publication, None, None
         await self._attach_all(None)
+        await self._finish_recording(publication)
         await self._media.close(publication)
         await self._store.set_broadcaster(self.name, None)
         self._tell_subscribers(live=False)
         log.info("room %s: broadcast ended", self.name)
+
+    async def _start_recording(self, publication: MediaPeer, member: Member) -> None:
+        if self._catalog is None:
+            return
+        recording = self._catalog.begin(self.name, member.name)
+        try:
+            await self._media.start_recording(publication, str(self._catalog.media_path(recording)))
+        except (LookupError, RuntimeError) as exc:
+            log.error("room %s: recording did not start: %s", self.name, exc)
+            self._catalog.finish(recording.id, {"error": str(exc)})
+            return
+        self._recording_id = recording.id
+
+    async def _finish_recording(self, publication: MediaPeer) -> None:
+        recording_id, self._recording_id = self._recording_id, None
+        if recording_id is None or self._catalog is None:
+            return
+        info = await self._media.stop_recording(publication)
+        recording = self._catalog.finish(recording_id, info)
+        if recording is not None:
+            log.info(
+                "room %s: recorded %s (%.1f s, %s)",
+                self.name,
+                recording.file,
+                recording.duration_s or 0,
+                recording.status,
+            )
 
     async def _attach_all(self, publication: MediaPeer | None) -> None:
         await asyncio.gather(*(self._media.attach(s, publication) for s in list(self.subscriptions.values())))
@@ -175,8 +208,9 @@ class Room:
 class Rooms:
     """The rooms held on this node."""
 
-    def __init__(self, media: MediaPool, store: Store, node: str) -> None:
+    def __init__(self, media: MediaPool, store: Store, node: str, catalog: Catalog | None = None) -> None:
         self.media = media
+        self.catalog = catalog
         self.store = store
         self.node = node
         self._rooms: dict[str, Room] = {}
@@ -190,7 +224,7 @@ class Rooms:
     async def join(self, name: str, member: Member) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.media, self.store, self.node)
+            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog)
         await room.join(member)
         return room
 

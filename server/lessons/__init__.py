@@ -1,0 +1,1 @@
+"""Lessons: the recordings catalog, the timetable, and what a student should see now."""

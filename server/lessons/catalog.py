@@ -1,0 +1,117 @@
+"""Recorded lessons, kept as media files with a JSON sidecar each: the catalog survives restarts
+and a crash, and is nothing more than the recordings directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import av
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    RECORDING = "recording"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"  # the server stopped mid-lesson; the file plays up to that point
+    FAILED = "failed"
+
+
+@dataclass
+class Recording:
+    id: str
+    room: str
+    title: str
+    teacher: str
+    started_at: float
+    file: str
+    status: Status = Status.RECORDING
+    duration_s: float | None = None
+    video_frames: int = 0
+    audio_frames: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Catalog:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._recordings: dict[str, Recording] = {}
+        for sidecar in sorted(directory.glob("*.json")):
+            try:
+                recording = Recording(**json.loads(sidecar.read_text()))
+            except (ValueError, TypeError) as exc:
+                log.warning("skipping %s: %s", sidecar, exc)
+                continue
+            recording.status = Status(recording.status)
+            if recording.status is Status.RECORDING:  # its writer died with the last run
+                recording.status = Status.INTERRUPTED
+                recording.duration_s = probe_duration(self.media_path(recording))
+                self._save(recording)
+            self._recordings[recording.id] = recording
+
+    def media_path(self, recording: Recording) -> Path:
+        return self.directory / recording.file
+
+    def begin(self, room: str, teacher: str, title: str = "") -> Recording:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        recording_id = f"{stamp}-{secrets.token_hex(3)}"
+        recording = Recording(recording_id, room, title or room, teacher, time.time(), f"{recording_id}.webm")
+        self._recordings[recording_id] = recording
+        self._save(recording)
+        return recording
+
+    def finish(self, recording_id: str, info: dict[str, Any]) -> Recording | None:
+        recording = self._recordings.get(recording_id)
+        if recording is None:
+            return None
+        recording.duration_s = float(info.get("duration_s") or 0.0)
+        recording.video_frames = int(info.get("video_frames") or 0)
+        recording.audio_frames = int(info.get("audio_frames") or 0)
+        recording.error = info.get("error") or None
+        recording.status = Status.FAILED if recording.error else Status.COMPLETE
+        if not self.media_path(recording).exists():
+            recording.status, recording.error = Status.FAILED, recording.error or "nothing was recorded"
+        self._save(recording)
+        return recording
+
+    def add(self, recording: Recording) -> None:
+        """Register a file that is already complete (the demo lesson, an imported one)."""
+        self._recordings[recording.id] = recording
+        self._save(recording)
+
+    def get(self, recording_id: str) -> Recording | None:
+        return self._recordings.get(recording_id)
+
+    def list(self, room: str | None = None) -> list[Recording]:
+        found = [r for r in self._recordings.values() if room is None or r.room == room]
+        return sorted(found, key=lambda r: r.started_at, reverse=True)
+
+    def _save(self, recording: Recording) -> None:
+        path = self.directory / f"{recording.id}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(recording.to_json(), ensure_ascii=False))
+        temporary.replace(path)  # a crash leaves the old sidecar or the new one, never half of one
+
+
+def probe_duration(path: Path) -> float | None:
+    """The time of the last packet in a media file, or None when it cannot be read."""
+    try:
+        with av.open(str(path)) as container:
+            last = 0.0
+            for packet in container.demux():
+                if packet.pts is not None and packet.time_base is not None:
+                    last = max(last, float(packet.pts * packet.time_base))
+            return last
+    except (av.FFmpegError, OSError):
+        return None

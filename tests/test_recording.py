@@ -1,0 +1,96 @@
+"""Every broadcast is recorded with PyAV from the forwarded packets; the file plays, and survives a kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from server.media.ice import use_host_addresses
+
+from .conftest import ServerProcess, start_server
+from .peers import PatternTrack, SignalingClient, ToneTrack, publish
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> None:
+    use_host_addresses(["127.0.0.1"])
+
+
+async def broadcast(server: ServerProcess, room: str, seconds: float) -> tuple[SignalingClient, object, PatternTrack]:
+    teacher = await SignalingClient.connect(server.ws_url)
+    await teacher.join(room, server.token(room, "teacher", "Ms Li"))
+    video = PatternTrack()
+    pc = await publish(teacher, ToneTrack(), video)
+    await asyncio.sleep(seconds)
+    return teacher, pc, video
+
+
+def first_times(path: Path) -> tuple[float, float, int, float]:
+    """First video and audio presentation times, video frames decoded, last time decoded."""
+    firsts: dict[str, float] = {}
+    frames, last = 0, 0.0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0, audio=0):
+            kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
+            seconds = float(frame.pts * frame.time_base)
+            firsts.setdefault(kind, seconds)
+            last = max(last, seconds)
+            frames += kind == "video"
+    return firsts["video"], firsts["audio"], frames, last
+
+
+async def test_a_ten_second_lesson_is_recorded_and_plays(server: ServerProcess) -> None:
+    room = "rec-ten"
+    teacher, pc, video = await broadcast(server, room, 0.0)
+    started = time.monotonic()
+    await asyncio.sleep(10)
+    sent = video.sent
+    await teacher.send({"type": "unpublish"})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(50):
+            listing = (await http.get("/api/recordings", params={"room": room})).json()
+            if listing and listing[0]["status"] == "complete":
+                break
+            await asyncio.sleep(0.1)
+        assert len(listing) == 1, listing
+        recording = listing[0]
+        assert recording["teacher"] == "Ms Li"
+        assert abs(recording["duration"] - (time.monotonic() - started)) < 1.0
+        media = await http.get(recording["url"])
+        assert media.status_code == 200 and media.headers["content-type"] == "video/webm"
+        partial = await http.get(recording["url"], headers={"Range": "bytes=100-199"})
+        assert partial.status_code == 206 and len(partial.content) == 100
+    await pc.close()
+    await teacher.close()
+
+    path = server.log_path.parent / f"{recording['id']}.webm"
+    path.write_bytes(media.content)
+    first_video, first_audio, frames, last = first_times(path)
+    assert abs(first_video - first_audio) < 0.1, f"video starts at {first_video:.3f} s, audio at {first_audio:.3f} s"
+    assert abs(last - 10) < 0.5, f"the file lasts {last:.2f} s for a 10 s lesson"
+    assert abs(frames - sent) <= sent * 0.05, f"{frames} frames recorded of {sent} sent"
+
+
+async def test_a_recording_survives_the_server_being_killed(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        teacher, pc, _ = await broadcast(server, "rec-kill", 6)
+        killed_at_s = 6.0
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(5)
+        await pc.close()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    files = list((tmp_path / "data" / "recordings").glob("*.webm"))
+    assert len(files) == 1
+    _, _, frames, last = first_times(files[0])
+    assert frames > 0
+    assert last >= killed_at_s - 2, f"only {last:.2f} s of a {killed_at_s:.0f} s lesson survived the kill"
