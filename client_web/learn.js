@@ -3,6 +3,13 @@
 // The server offers one subscription (audio + video, recvonly here) right after `joined`
 // and keeps it for the whole session; the teacher starting and stopping only starts and
 // stops forwarding, announced by `broadcast {live}`.
+//
+// `joined.lesson` is the room's timetable slot now (null when it has none):
+// - "recorded": the slot's recording plays (looped, with sound), badge "录播 Recorded".
+// - "live": the teacher's live video while it flows; while there is no teacher, or the live
+//   video freezes, the slot's recording plays instead, and the page switches back as soon as
+//   the teacher's frames flow again. The subscription keeps running underneath the recording.
+// - null (or a live slot without a recording): live video or the waiting overlay.
 
 import {
   $,
@@ -19,13 +26,21 @@ import {
 } from "/static/skyclass.js";
 
 const FRAME_FRESH_MS = 2000; // "live" needs a decoded frame at most this long ago
+const FREEZE_MS = 1500; // live slot: no new frame for this long while live → play the recording
+const JOIN_GRACE_MS = 2500; // joining while the teacher is live: time for the subscription to connect
+const DECIDE_INTERVAL_MS = 200;
 
-const video = $("video");
+const video = $("video"); // the live video (WebRTC)
+const rec = $("recorded"); // the slot's recording
 const overlay = $("waiting");
 const overlayText = $("waiting-text");
 const unmuteBtn = $("unmute");
+const badge = $("recorded-badge");
+const note = $("recorded-note");
 const roomEl = $("room");
 const nameEl = $("name");
+const lessonEl = $("lesson");
+const replayLink = $("replay-link");
 
 const remoteStream = new MediaStream();
 
@@ -33,16 +48,30 @@ const page = {
   signaling: null,
   role: null,
   live: false, // the server's broadcast flag
+  liveSince: -Infinity, // performance.now() when `live` last became true
+  liveEndedAt: -Infinity, // performance.now() when `live` last became false (or joined with false)
+  graceUntil: -Infinity, // joined while live: no freeze before this time
   pc: null, // the subscribe connection
   trickle: null,
   media: "new", // subscribe pc connectionState
   autoplayBlocked: false,
+  // the timetable slot
+  lesson: null, // joined.lesson
+  joinedAt: null, // performance.now() of `joined`
+  recordingFailed: false, // the recording could not be loaded or decoded
+  // which element is shown: "live" (the live video, or the waiting overlay) or "recorded"
+  active: "live",
+  recordedSince: -Infinity, // performance.now() of the last switch to the recording
+  switches: 0,
+  lastSwitch: null, // {from, to, reason, ms, atMs}
   // cached by the stats poller
   framesDecoded: 0,
   lastFrameAt: -Infinity, // performance.now() of the last increase of framesDecoded
+  framesResumedAt: -Infinity, // performance.now() of the first increase after a pause of FREEZE_MS
   bytesReceived: 0,
   audioPacketsReceived: 0,
-  firstFrameMs: null, // ms from navigation start to the first video frame shown
+  firstFrameMs: null, // ms from navigation start to the first video frame shown (live or recorded)
+  firstLiveFrameMs: null, // the same for the live video only
 };
 
 function pageState() {
@@ -53,71 +82,256 @@ function pageState() {
   return "joined";
 }
 
+// --- what plays ------------------------------------------------------------------------------
+
+function recording() {
+  return page.lesson && page.lesson.recording && page.lesson.recording.url ? page.lesson.recording : null;
+}
+
+/** The slot has a recording the page can fall back to. */
+function hasRecording() {
+  return !!recording() && !page.recordingFailed;
+}
+
+function recordedPlaying() {
+  return !rec.paused && !rec.ended && rec.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA && !page.recordingFailed;
+}
+
+function liveFresh(now = performance.now()) {
+  return page.live && now - page.lastFrameAt < FRAME_FRESH_MS && video.videoWidth > 0;
+}
+
 function source() {
-  const fresh = performance.now() - page.lastFrameAt < FRAME_FRESH_MS;
-  return page.live && fresh && video.videoWidth > 0 ? "live" : "none";
+  if (page.active === "recorded") return recordedPlaying() ? "recorded" : "none";
+  return liveFresh() ? "live" : "none";
+}
+
+function shown() {
+  return page.active === "recorded" ? rec : video;
+}
+
+function recordedFrames() {
+  if (typeof rec.getVideoPlaybackQuality !== "function") return 0;
+  return rec.getVideoPlaybackQuality().totalVideoFrames;
 }
 
 function stats() {
+  const el = shown();
+  const recorded = page.active === "recorded";
   return {
     state: pageState(),
     role: page.role,
     source: source(),
     live: page.live,
     media: page.media,
-    framesDecoded: page.framesDecoded,
+    // What plays now: the live video's decoder, or the recording's frames.
+    framesDecoded: recorded ? recordedFrames() : page.framesDecoded,
     bytesReceived: page.bytesReceived,
     audioPacketsReceived: page.audioPacketsReceived,
-    videoWidth: video.videoWidth,
-    videoHeight: video.videoHeight,
-    muted: video.muted,
+    videoWidth: el.videoWidth,
+    videoHeight: el.videoHeight,
+    muted: el.muted,
     firstFrameMs: page.firstFrameMs,
+    firstLiveFrameMs: page.firstLiveFrameMs,
+    // The timetable slot and the fallback.
+    lesson: page.lesson ? page.lesson.mode : null,
+    recording: recording() ? recording().id : null,
+    recordedTime: rec.currentTime || 0,
+    recordedPaused: rec.paused,
+    recordedFrames: recordedFrames(),
+    liveFramesDecoded: page.framesDecoded,
+    switches: page.switches,
+    lastSwitchMs: page.lastSwitch ? page.lastSwitch.ms : null,
+    lastSwitch: page.lastSwitch ? { ...page.lastSwitch } : null,
   };
 }
 
 expose({ stats });
 
+/**
+ * Which element should show now, and why: [target, reason, time of the cause].
+ * The time of the cause is performance.now() of the broadcast message (or `joined`), of the
+ * last frame before a freeze, or of the frames resuming after one.
+ */
+function wanted(now) {
+  if (!hasRecording()) return ["live", "no_recording", now];
+  if (page.lesson.mode === "recorded") return ["recorded", "recorded_slot", page.joinedAt ?? now];
+  if (page.lesson.mode !== "live") return ["live", "no_slot", now];
+  if (!page.live) return ["recorded", "no_teacher", page.liveEndedAt];
+  if (page.active === "recorded") {
+    // Back to live once the teacher's frames flow again: a new frame since the broadcast began,
+    // and a recent one.
+    const flowing = page.lastFrameAt > page.liveSince && now - page.lastFrameAt < FREEZE_MS && video.videoWidth > 0;
+    if (!flowing) return ["recorded", null, now];
+    if (page.liveSince > page.recordedSince) return ["live", "broadcast", page.liveSince];
+    return ["live", "frames_resumed", Math.max(page.framesResumedAt, page.liveSince)];
+  }
+  // Showing live: fall back when no frame came for FREEZE_MS.
+  const since = Math.max(page.lastFrameAt, page.liveSince);
+  if (now >= page.graceUntil && now - since >= FREEZE_MS) return ["recorded", "frozen", since];
+  return ["live", null, now];
+}
+
+function decide() {
+  const now = performance.now();
+  const [target, reason, causeAt] = wanted(now);
+  if (target !== page.active) switchTo(target, reason, causeAt);
+}
+
+function noteSwitch(from, to, reason, causeAt) {
+  const now = performance.now();
+  const ms = Math.max(0, Math.round(now - causeAt));
+  page.switches += 1;
+  page.lastSwitch = { from, to, reason, ms, atMs: Math.round(now) };
+  console.info(`skyclass: ${from} → ${to} (${reason}) in ${ms} ms`);
+}
+
+function switchTo(target, reason, causeAt) {
+  const from = page.active;
+  page.active = target;
+  if (target === "recorded") {
+    page.recordedSince = performance.now();
+    video.muted = true; // the live sound, if any comes, stays off under the recording
+    rec.hidden = false;
+    const switchedFrom = page.switches === 0 && from === "live" && page.framesDecoded === 0 ? "none" : from;
+    playWithSound(rec).then((ok) => {
+      if (!ok || page.active !== "recorded") return;
+      noteSwitch(switchedFrom, "recorded", reason, causeAt);
+      render();
+    });
+  } else {
+    rec.pause();
+    rec.hidden = true;
+    // The live video has been playing (muted) underneath; give it its sound back.
+    playWithSound(video);
+    noteSwitch(from, "live", reason, causeAt);
+  }
+  render();
+}
+
+// --- rendering -----------------------------------------------------------------------------
+
+const NOTE_TEXT = {
+  recorded_slot: "录播课 Recorded lesson",
+  no_teacher: "老师暂未直播，正在播放录播课 The teacher is not live — playing the recorded lesson",
+  frozen: "直播画面中断，先播放录播课 The live video stalled — playing the recorded lesson meanwhile",
+};
+
 function render() {
   const state = pageState();
   showState(state);
   const src = source();
-  overlay.hidden = src === "live";
+  overlay.hidden = src === "live" || src === "recorded";
   let text;
-  if (state === "error" || state === "closed") text = "未连接 Not connected";
+  if (page.active === "recorded") {
+    text = page.recordingFailed ? "录播课无法播放 The recorded lesson cannot be played." : "正在载入录播课… Loading the recorded lesson…";
+  } else if (state === "error" || state === "closed") text = "未连接 Not connected";
+  else if (!page.live && page.recordingFailed)
+    text = "录播课无法播放，等待老师开始直播 The recorded lesson cannot be played — waiting for the teacher…";
   else if (!page.live) text = "等待老师开始直播 Waiting for the teacher to start…";
   else if (performance.now() - page.lastFrameAt < FRAME_FRESH_MS || page.framesDecoded === 0)
     text = "老师已开始直播，正在载入画面… The teacher is live — loading the video…";
   else text = "画面暂时中断，正在恢复… The video paused — reconnecting…";
   if (overlayText.textContent !== text) overlayText.textContent = text;
   overlay.dataset.live = String(page.live);
-  unmuteBtn.hidden = !(page.autoplayBlocked && video.muted);
+
+  badge.hidden = src !== "recorded";
+  let noteText = "";
+  if (src === "recorded") {
+    if (page.lesson.mode === "recorded") noteText = NOTE_TEXT.recorded_slot;
+    else noteText = page.live ? NOTE_TEXT.frozen : NOTE_TEXT.no_teacher;
+  }
+  note.hidden = !noteText;
+  if (note.textContent !== noteText) note.textContent = noteText;
+  document.body.dataset.source = src;
+
+  unmuteBtn.hidden = !(page.autoplayBlocked && shown().muted);
+}
+
+function showLesson(lesson) {
+  if (!lesson) {
+    lessonEl.hidden = true;
+    return;
+  }
+  const mode = lesson.mode === "recorded" ? "录播 Recorded" : "直播 Live";
+  lessonEl.textContent = [lesson.class_name, lesson.subject, mode].filter(Boolean).join(" · ");
+  lessonEl.dataset.mode = lesson.mode;
+  lessonEl.hidden = false;
 }
 
 // --- playback ------------------------------------------------------------------------------
 
+/**
+ * Play `el` with sound; when autoplay with sound is blocked, play it muted and offer the
+ * "click to unmute" button. Resolves true once it plays, false when it did not (or was paused
+ * meanwhile by a switch).
+ */
+async function playWithSound(el) {
+  el.muted = page.autoplayBlocked;
+  try {
+    await el.play();
+    render();
+    return true;
+  } catch (e) {
+    if (e.name === "NotAllowedError" && !el.muted) {
+      page.autoplayBlocked = true;
+      el.muted = true;
+      try {
+        await el.play();
+        render();
+        return true;
+      } catch (e2) {
+        if (e2.name !== "AbortError") console.warn("skyclass: muted play", e2);
+      }
+    } else if (e.name !== "AbortError") {
+      console.warn("skyclass: play", e);
+    }
+    render();
+    return false;
+  }
+}
+
 // Time from navigation start to the first video frame shown (measured, for tests and logs).
-function watchFirstFrame() {
-  const rvfc = "requestVideoFrameCallback" in video;
+function watchFirstFrame(el, live) {
+  const rvfc = "requestVideoFrameCallback" in el;
   const mark = () => {
-    if (page.firstFrameMs !== null) return;
-    if (video.videoWidth > 0) {
-      page.firstFrameMs = Math.round(performance.now());
-      console.info(`skyclass: first frame after ${page.firstFrameMs} ms`);
+    if (el.videoWidth > 0) {
+      const ms = Math.round(performance.now());
+      if (page.firstFrameMs === null) {
+        page.firstFrameMs = ms;
+        console.info(`skyclass: first frame after ${ms} ms (${live ? "live" : "recorded"})`);
+      }
+      if (live && page.firstLiveFrameMs === null) page.firstLiveFrameMs = ms;
     } else if (rvfc) {
-      video.requestVideoFrameCallback(mark);
+      el.requestVideoFrameCallback(mark);
     }
   };
-  if (rvfc) video.requestVideoFrameCallback(mark);
-  else video.addEventListener("loadeddata", mark);
+  if (rvfc) el.requestVideoFrameCallback(mark);
+  else el.addEventListener("loadeddata", mark, { once: true });
 }
-watchFirstFrame();
+watchFirstFrame(video, true);
+watchFirstFrame(rec, false);
 video.addEventListener("resize", render);
+for (const ev of ["playing", "pause", "waiting", "resize"]) rec.addEventListener(ev, render);
+rec.addEventListener("error", () => {
+  const err = rec.error;
+  console.warn("skyclass: the recording cannot be played", err && err.code, err && err.message);
+  page.recordingFailed = true;
+  decide();
+  render();
+});
 
 let playing = false;
 
 async function startPlayback() {
   if (playing) return;
   playing = true;
+  if (page.active === "recorded") {
+    // The recording plays now: start the live video silently underneath.
+    video.muted = true;
+    video.play().catch(() => {});
+    return;
+  }
   video.muted = false;
   try {
     await video.play();
@@ -137,11 +351,23 @@ async function startPlayback() {
 }
 
 unmuteBtn.addEventListener("click", () => {
-  video.muted = false;
-  video.play().catch(() => {});
+  // A click lets this page play sound from now on, the other element included.
   page.autoplayBlocked = false;
+  const el = shown();
+  el.muted = false;
+  el.play().catch(() => {});
   render();
 });
+
+function loadRecording() {
+  const r = recording();
+  if (!r) return;
+  const url = new URL(r.url, location.href).href;
+  if (rec.src === url) return;
+  page.recordingFailed = false;
+  rec.src = url;
+  rec.load(); // preloaded, so that a live slot's fallback starts at once
+}
 
 // --- subscription --------------------------------------------------------------------------
 
@@ -187,23 +413,44 @@ async function onOffer(msg) {
 
 // --- signaling -----------------------------------------------------------------------------
 
+function setLive(live) {
+  const now = performance.now();
+  if (live && !page.live) page.liveSince = now;
+  if (!live && page.live) page.liveEndedAt = now;
+  page.live = live;
+}
+
 function onMessage(msg) {
   switch (msg.type) {
-    case "joined":
+    case "joined": {
+      const now = performance.now();
       page.role = msg.role;
+      page.joinedAt = now;
       page.live = !!msg.live;
+      if (page.live) {
+        page.liveSince = now;
+        page.graceUntil = now + JOIN_GRACE_MS;
+      } else {
+        page.liveEndedAt = now;
+      }
+      page.lesson = msg.lesson && typeof msg.lesson === "object" ? msg.lesson : null;
       roomEl.textContent = msg.room;
       nameEl.textContent = msg.name || "";
+      replayLink.href = `/replay?room=${encodeURIComponent(msg.room)}`;
+      replayLink.hidden = false;
+      showLesson(page.lesson);
+      loadRecording();
       if (msg.role === "teacher") {
         const q = new URLSearchParams(location.search);
         showError({ code: "wrong_page", message: `这是老师链接，请打开 This is a teacher link; open /teach?${q}`, fatal: false });
       }
       break;
+    }
     case "offer":
       onOffer(msg);
       break;
     case "broadcast":
-      page.live = !!msg.live;
+      setLive(!!msg.live);
       break;
     case "ice":
       if (msg.target === "subscribe" && page.pc && msg.candidate) {
@@ -211,6 +458,7 @@ function onMessage(msg) {
       }
       break;
   }
+  decide();
   render();
 }
 
@@ -219,8 +467,9 @@ function onSignalingChange() {
   if ((s === "closed" || s === "error") && page.pc) {
     page.pc.close();
     page.media = "closed";
-    page.live = false;
+    setLive(false); // a live slot falls back to its recording, which keeps playing
   }
+  decide();
   render();
 }
 
@@ -234,14 +483,25 @@ poll(async () => {
     const a = findStat(report, "inbound-rtp", "audio");
     if (v) {
       const frames = v.framesDecoded || 0;
-      if (frames > page.framesDecoded) page.lastFrameAt = performance.now();
+      if (frames > page.framesDecoded) {
+        const now = performance.now();
+        if (now - page.lastFrameAt >= FREEZE_MS) page.framesResumedAt = now;
+        page.lastFrameAt = now;
+      }
       page.framesDecoded = frames;
       page.bytesReceived = v.bytesReceived || 0;
     }
     if (a) page.audioPacketsReceived = a.packetsReceived || 0;
   }
+  decide();
   render();
 });
+
+// Freeze detection and switching do not wait on getStats().
+setInterval(() => {
+  decide();
+  render();
+}, DECIDE_INTERVAL_MS);
 
 // --- start ---------------------------------------------------------------------------------
 

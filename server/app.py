@@ -12,12 +12,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .lessons.catalog import Catalog, Recording
+from .lessons.demo import ensure_demo_lesson
+from .lessons.schedule import Schedule
+from .lessons.timetable import TimetableError
 from .media.ice import use_host_addresses
 from .media.interfaces import MediaBackend
 from .media.pool import MediaPool
@@ -28,7 +31,7 @@ from .rooms import Rooms
 from .settings import Settings
 from .signaling.session import Session
 from .state import open_store
-from .tokens import Role
+from .tokens import Role, TokenError, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = tempfile.TemporaryDirectory(prefix="skyclass-")
         pool = MediaPool(await _media_backends(settings, Path(runtime.name)), settings.max_subscribers_per_worker)
         catalog = Catalog(settings.recordings_dir)
-        app.state.catalog = catalog
+        await asyncio.get_running_loop().run_in_executor(None, ensure_demo_lesson, catalog)
+        schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
+        schedule.load(settings.timetable)
+        app.state.catalog, app.state.schedule = catalog, schedule
         rooms = Rooms(pool, store, f"{socket.gethostname()}:{settings.port}", catalog if settings.record else None)
         app.state.rooms = rooms
         stats = _StatsCache(pool)
@@ -111,6 +117,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
+    @app.get("/replay", include_in_schema=False)
+    async def replay_list() -> FileResponse:
+        return page("replay.html")
+
+    @app.get("/replay/{recording_id}", include_in_schema=False)
+    async def replay(recording_id: str) -> FileResponse:
+        return page("replay.html")
+
+    @app.get("/api/timetable")
+    async def timetable() -> dict[str, object]:
+        return app.state.schedule.timetable.to_json()  # type: ignore[no-any-return]
+
+    @app.put("/api/timetable")
+    async def replace_timetable(request: Request) -> dict[str, object]:
+        """Replace the timetable (YAML or JSON body, docs/timetable.md); admins only.
+        A timetable with any problem is refused whole, naming each problem's line."""
+        _require_admin(request, settings)
+        text = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            return app.state.schedule.replace(text).to_json()  # type: ignore[no-any-return]
+        except TimetableError as exc:
+            raise HTTPException(status_code=400, detail=exc.problems) from exc
+
     @app.get("/api/recordings")
     async def recordings(room: str | None = None) -> list[dict[str, object]]:
         """Recorded lessons, newest first; ``room`` narrows to one class."""
@@ -128,10 +157,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        await Session(websocket, app.state.rooms, settings, sessions).run()
+        await Session(websocket, app.state.rooms, settings, sessions, app.state.schedule).run()
 
     app.mount("/static", StaticFiles(directory=CLIENT_DIR), name="static")
     return app
+
+
+def _require_admin(request: Request, settings: Settings) -> None:
+    header = request.headers.get("authorization", "")
+    try:
+        grant = verify_token(settings.signing_secret, header.removeprefix("Bearer ").strip())
+    except TokenError as exc:
+        raise HTTPException(status_code=401, detail=str(exc)) from exc
+    if grant.role is not Role.ADMIN:
+        raise HTTPException(status_code=403, detail=f"A {grant.role.value} may not change the timetable")
 
 
 def _find_recording(app: FastAPI, recording_id: str) -> Recording:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_subscribers_per_worker: int = 150
     # Every broadcast is recorded (WebM) into data_dir/recordings unless this is off.
     record: bool = True
+    # The timetable file (YAML or JSON, docs/timetable.md); unset: the last one edited through the
+    # API, else a demo timetable.
+    timetable: Path | None = None
 
     @property
     def recordings_dir(self) -> Path:

@@ -136,6 +136,20 @@ def _describe(exc: ValidationError) -> str:
 # Server -> client --------------------------------------------------------------------------------
 
 
+class LessonRecording(_Message):
+    id: str
+    url: str
+
+
+class Lesson(_Message):
+    """The timetable slot of the room (a class) now: what a student should see."""
+
+    mode: Literal["live", "recorded"]
+    subject: str
+    class_name: str
+    recording: LessonRecording | None  # played by a recorded slot, and when a live one has no live
+
+
 class Joined(_Message):
     type: Literal["joined"] = "joined"
     participant_id: str
@@ -143,6 +157,7 @@ class Joined(_Message):
     role: str
     name: str
     live: bool
+    lesson: Lesson | None = None
 
 
 class Offer(_Message):

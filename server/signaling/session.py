@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ..lessons.schedule import Schedule
 from ..media.sfu import SdpError
 from ..rooms import Room, Rooms
 from ..settings import Settings
@@ -44,9 +45,12 @@ class TokenBucket:
 class Session:
     """A participant's signaling session; the room layer sees it as a ``Member``."""
 
-    def __init__(self, ws: WebSocket, rooms: Rooms, settings: Settings, sessions: set[Session]) -> None:
+    def __init__(
+        self, ws: WebSocket, rooms: Rooms, settings: Settings, sessions: set[Session], schedule: Schedule
+    ) -> None:
         self._ws = ws
         self._rooms = rooms
+        self._schedule = schedule
         self._settings = settings
         self._sessions = sessions
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
@@ -218,6 +222,7 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.SERVER_FULL, "The server is full; retry in 5 s", fatal=True)
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self.room = await self._rooms.join(grant.room, self)
+        lesson = self._schedule.lesson_now(grant.room)
         self.send(
             p.Joined(
                 participant_id=self.participant_id,
@@ -225,6 +230,7 @@ class Session:
                 role=self.role.value,
                 name=self.name,
                 live=self.room.live,
+                lesson=p.Lesson.model_validate(lesson) if lesson else None,
             )
         )
         if self.role in SUBSCRIBERS:

@@ -1,0 +1,64 @@
+"""The timetable in force, where it comes from, and what a class should see now."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog
+from .timetable import Timetable, TimetableError, demo_timetable_text, parse_timetable
+
+log = logging.getLogger(__name__)
+
+
+class Schedule:
+    """Holds the timetable; a new one replaces it only once it has passed every check."""
+
+    def __init__(self, catalog: Catalog, path: Path) -> None:
+        self._catalog = catalog
+        self.path = path  # where an edited timetable is kept
+        self.timetable = Timetable()
+
+    def _exists(self, recording_id: str) -> bool:
+        recording = self._catalog.get(recording_id)
+        return recording is not None and self._catalog.media_path(recording).exists()
+
+    def load(self, configured: Path | None = None) -> None:
+        """The configured file, else the last edited one, else the demo timetable."""
+        for candidate in (configured, self.path):
+            if candidate is not None and candidate.exists():
+                self.timetable = parse_timetable(candidate.read_text(encoding="utf-8"), self._exists)
+                log.info("timetable from %s: %d classes, %d slots", candidate, *self._size())
+                return
+        self.timetable = parse_timetable(demo_timetable_text(), self._exists)
+        log.info("demo timetable: %d classes, %d slots (set SKYCLASS_TIMETABLE for yours)", *self._size())
+
+    def replace(self, text: str) -> Timetable:
+        """Check ``text`` and put it in force; on any problem, raise and keep the old one."""
+        timetable = parse_timetable(text, self._exists)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(text, encoding="utf-8")
+        self.timetable = timetable
+        return timetable
+
+    def _size(self) -> tuple[int, int]:
+        return len(self.timetable.classes), len(self.timetable.slots)
+
+    def lesson_now(self, class_id: str, when: dt.datetime | None = None) -> dict[str, Any] | None:
+        """What a student of ``class_id`` should see now, for the ``joined`` message."""
+        slot = self.timetable.now(class_id, when)
+        if slot is None:
+            return None
+        recording = self._catalog.get(slot.recording) if slot.recording else None
+        school_class = self.timetable.classes[class_id]
+        return {
+            "mode": slot.mode.value,
+            "subject": slot.subject,
+            "class_name": school_class.name,
+            "recording": {"id": recording.id, "url": f"/recordings/{recording.id}.webm"} if recording else None,
+        }
+
+
+__all__ = ["Schedule", "TimetableError"]
