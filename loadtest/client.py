@@ -9,14 +9,26 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+PING_INTERVAL_S = 20.0  # as the web client: the server closes a session silent for 60 s
 
 
 class SignalingClient:
-    """Speaks docs/protocol.md; keeps messages it was not asked for, in order."""
+    """Speaks docs/protocol.md; keeps messages it was not asked for, in order; pings like a browser."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.inbox: list[dict[str, Any]] = []
+        self._keepalive = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(PING_INTERVAL_S)
+                await self.send({"type": "ping"})
+        except ConnectionClosed:
+            pass
 
     @classmethod
     async def connect(cls, ws_url: str) -> SignalingClient:
@@ -35,13 +47,15 @@ class SignalingClient:
                 message = json.loads(await self.ws.recv())
                 if message["type"] == type_:
                     return message
-                self.inbox.append(message)
+                if message["type"] != "pong":  # answers to our keep-alive
+                    self.inbox.append(message)
 
     async def join(self, room: str, token: str) -> dict[str, Any]:
         await self.send({"type": "join", "room": room, "token": token})
         return await self.expect("joined")
 
     async def close(self) -> None:
+        self._keepalive.cancel()
         await self.ws.close()
 
 
