@@ -166,9 +166,11 @@ function wanted(now) {
     if (page.liveSince > page.recordedSince) return ["live", "broadcast", page.liveSince];
     return ["live", "frames_resumed", Math.max(page.framesResumedAt, page.liveSince)];
   }
-  // Showing live: fall back when no frame came for FREEZE_MS.
+  // Showing live: fall back when no frame came for FREEZE_MS (right after joining, once the
+  // subscription had JOIN_GRACE_MS to bring a first frame).
   const since = Math.max(page.lastFrameAt, page.liveSince);
-  if (now >= page.graceUntil && now - since >= FREEZE_MS) return ["recorded", "frozen", since];
+  const started = page.lastFrameAt > page.liveSince || now >= page.graceUntil;
+  if (started && now - since >= FREEZE_MS) return ["recorded", "frozen", since];
   return ["live", null, now];
 }
 
@@ -178,15 +180,18 @@ function decide() {
   if (target !== page.active) switchTo(target, reason, causeAt);
 }
 
-function noteSwitch(from, to, reason, causeAt) {
+/** Record a switch: `ms` from its cause to the new source playing, `decidedMs` to the decision. */
+function noteSwitch(from, to, reason, causeAt, decidedAt) {
   const now = performance.now();
   const ms = Math.max(0, Math.round(now - causeAt));
+  const decidedMs = Math.max(0, Math.round(decidedAt - causeAt));
   page.switches += 1;
-  page.lastSwitch = { from, to, reason, ms, atMs: Math.round(now) };
-  console.info(`skyclass: ${from} → ${to} (${reason}) in ${ms} ms`);
+  page.lastSwitch = { from, to, reason, ms, decidedMs, atMs: Math.round(now) };
+  console.info(`skyclass: ${from} → ${to} (${reason}) in ${ms} ms (decided after ${decidedMs} ms)`);
 }
 
 function switchTo(target, reason, causeAt) {
+  const decidedAt = performance.now();
   const from = page.active;
   page.active = target;
   if (target === "recorded") {
@@ -196,15 +201,16 @@ function switchTo(target, reason, causeAt) {
     const switchedFrom = page.switches === 0 && from === "live" && page.framesDecoded === 0 ? "none" : from;
     playWithSound(rec).then((ok) => {
       if (!ok || page.active !== "recorded") return;
-      noteSwitch(switchedFrom, "recorded", reason, causeAt);
+      noteSwitch(switchedFrom, "recorded", reason, causeAt, decidedAt);
       render();
     });
   } else {
     rec.pause();
     rec.hidden = true;
     // The live video has been playing (muted) underneath; give it its sound back.
-    playWithSound(video);
-    noteSwitch(from, "live", reason, causeAt);
+    if (video.srcObject) playWithSound(video);
+    // A recording that failed is dropped, not switched away from: nothing to time.
+    if (reason !== "no_recording") noteSwitch(from, "live", reason, causeAt, decidedAt);
   }
   render();
 }
@@ -238,7 +244,8 @@ function render() {
   badge.hidden = src !== "recorded";
   let noteText = "";
   if (src === "recorded") {
-    if (page.lesson.mode === "recorded") noteText = NOTE_TEXT.recorded_slot;
+    if (page.lesson.mode === "recorded")
+      noteText = [NOTE_TEXT.recorded_slot, page.lesson.subject].filter(Boolean).join(" · ");
     else noteText = page.live ? NOTE_TEXT.frozen : NOTE_TEXT.no_teacher;
   }
   note.hidden = !noteText;

@@ -53,7 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
         schedule.load(settings.timetable)
         app.state.catalog, app.state.schedule = catalog, schedule
-        rooms = Rooms(pool, store, f"{socket.gethostname()}:{settings.port}", catalog if settings.record else None)
+        rooms = Rooms(
+            pool,
+            store,
+            f"{socket.gethostname()}:{settings.port}",
+            catalog if settings.record else None,
+            schedule.title_now,
+        )
         app.state.rooms = rooms
         stats = _StatsCache(pool)
         app.state.registry = make_registry(

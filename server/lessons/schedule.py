@@ -46,6 +46,13 @@ class Schedule:
     def _size(self) -> tuple[int, int]:
         return len(self.timetable.classes), len(self.timetable.slots)
 
+    def title_now(self, class_id: str) -> str:
+        """A recording's title: the class and the subject of its slot now, else the room."""
+        slot = self.timetable.now(class_id)
+        if slot is None:
+            return class_id
+        return f"{self.timetable.classes[class_id].name} {slot.subject}"
+
     def lesson_now(self, class_id: str, when: dt.datetime | None = None) -> dict[str, Any] | None:
         """What a student of ``class_id`` should see now, for the ``joined`` message."""
         slot = self.timetable.now(class_id, when)

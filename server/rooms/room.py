@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from ..lessons.catalog import Catalog
@@ -30,10 +31,19 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self, name: str, media: MediaPool, store: Store, node: str, catalog: Catalog | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        media: MediaPool,
+        store: Store,
+        node: str,
+        catalog: Catalog | None,
+        title: Callable[[str], str] = str,
+    ) -> None:
         self.name = name
         self._media = media
         self._catalog = catalog
+        self._title = title  # what a recording of this room is called (the lesson now)
         self._recording_id: str | None = None
         self._store = store
         self._node = node
@@ -99,16 +109,16 @@ class Room:
             return
         publication, self.publication, self.publisher_id = self.publication, None, None
         await self._attach_all(None)
+        self._tell_subscribers(live=False)  # first: students switch to the recording at once
         await self._finish_recording(publication)
         await self._media.close(publication)
         await self._store.set_broadcaster(self.name, None)
-        self._tell_subscribers(live=False)
         log.info("room %s: broadcast ended", self.name)
 
     async def _start_recording(self, publication: MediaPeer, member: Member) -> None:
         if self._catalog is None:
             return
-        recording = self._catalog.begin(self.name, member.name)
+        recording = self._catalog.begin(self.name, member.name, self._title(self.name))
         try:
             await self._media.start_recording(publication, str(self._catalog.media_path(recording)))
         except (LookupError, RuntimeError) as exc:
@@ -208,9 +218,17 @@ class Room:
 class Rooms:
     """The rooms held on this node."""
 
-    def __init__(self, media: MediaPool, store: Store, node: str, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        media: MediaPool,
+        store: Store,
+        node: str,
+        catalog: Catalog | None = None,
+        title: Callable[[str], str] = str,
+    ) -> None:
         self.media = media
         self.catalog = catalog
+        self.title = title
         self.store = store
         self.node = node
         self._rooms: dict[str, Room] = {}
@@ -224,7 +242,7 @@ class Rooms:
     async def join(self, name: str, member: Member) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog)
+            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title)
         await room.join(member)
         return room
 
