@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,7 +17,9 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
+from .lessons.attendance import as_csv, attendees, rates
 from .lessons.catalog import Catalog, Recording
 from .lessons.demo import ensure_demo_lesson
 from .lessons.schedule import Schedule
@@ -31,7 +34,7 @@ from .rooms import Rooms
 from .settings import Settings
 from .signaling.session import Session
 from .state import open_store
-from .tokens import Role, TokenError, verify_token
+from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +142,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def replace_timetable(request: Request) -> dict[str, object]:
         """Replace the timetable (YAML or JSON body, docs/timetable.md); admins only.
         A timetable with any problem is refused whole, naming each problem's line."""
-        _require_admin(request, settings)
+        _require_grant(request, settings, action="change the timetable")
         text = (await request.body()).decode("utf-8", errors="replace")
         try:
             return app.state.schedule.replace(text).to_json()  # type: ignore[no-any-return]
         except TimetableError as exc:
             raise HTTPException(status_code=400, detail=exc.problems) from exc
+
+    @app.post("/api/tokens")
+    async def make_token(request: Request, body: TokenRequest) -> dict[str, str]:
+        """Issue a join token, as `skyclass token` does; admins only."""
+        _require_grant(request, settings, action="issue tokens")
+        try:
+            ttl_s = parse_duration(body.ttl)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        token = issue_token(settings.signing_secret, room=body.room, role=body.role, name=body.name, ttl_s=ttl_s)
+        return {"token": token}
+
+    @app.get("/api/rooms/{room}/attendance", response_model=None)
+    async def room_attendance(request: Request, room: str, format: str = "json") -> Response | dict[str, object]:
+        """Who attended, with join and leave times and minutes; JSON or ``?format=csv``.
+        The room's teacher or an admin (token as ``Authorization: Bearer`` or ``?token=``)."""
+        _require_grant(request, settings, action="see attendance", room=room)
+        people = attendees(await app.state.rooms.store.attendance(room))
+        if format == "csv":
+            return Response(as_csv(people), media_type="text/csv; charset=utf-8")
+        now = time.time()
+        return {"room": room, "participants": [p.to_json(now) for p in people]}
+
+    @app.get("/api/attendance/rates")
+    async def attendance_rates(request: Request) -> dict[str, object]:
+        """Students attending / enrolled, per class, school and grade of the timetable; admins only."""
+        _require_grant(request, settings, action="see attendance rates")
+        store = app.state.rooms.store
+        attended = {
+            class_id: {a.name for a in attendees(await store.attendance(class_id)) if a.role == Role.STUDENT}
+            for class_id in app.state.schedule.timetable.classes
+        }
+        return rates(app.state.schedule.timetable, attended)
 
     @app.get("/api/recordings")
     async def recordings(room: str | None = None) -> list[dict[str, object]]:
@@ -169,14 +205,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _require_admin(request: Request, settings: Settings) -> None:
-    header = request.headers.get("authorization", "")
+class TokenRequest(BaseModel):
+    room: str = Field(min_length=1, max_length=128)
+    role: Role
+    name: str = Field(min_length=1, max_length=100)
+    ttl: str = "2h"
+
+
+def _require_grant(request: Request, settings: Settings, *, action: str, room: str | None = None) -> None:
+    """An admin's token; or, when ``room`` is given, also that room's teacher's."""
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    token = token or request.query_params.get("token", "")
     try:
-        grant = verify_token(settings.signing_secret, header.removeprefix("Bearer ").strip())
+        grant = verify_token(settings.signing_secret, token)
     except TokenError as exc:
         raise HTTPException(status_code=401, detail=str(exc)) from exc
-    if grant.role is not Role.ADMIN:
-        raise HTTPException(status_code=403, detail=f"A {grant.role.value} may not change the timetable")
+    if grant.role is Role.ADMIN or (room is not None and grant.role is Role.TEACHER and grant.room == room):
+        return
+    raise HTTPException(status_code=403, detail=f"A {grant.role.value} may not {action}")
 
 
 def _find_recording(app: FastAPI, recording_id: str) -> Recording:

@@ -96,3 +96,35 @@ async def test_server_runs_on_redis(redis_url: str, tmp_path) -> None:  # type: 
         await student.close()
     finally:
         stop_server(server)
+
+
+async def test_hands_in_order(store: Store) -> None:
+    await store.set_hand("r", "b", 2.0)
+    await store.set_hand("r", "a", 1.0)
+    await store.set_hand("r", "a", 5.0)  # raising again keeps the first time
+    assert await store.hands("r") == [("a", 1.0), ("b", 2.0)]
+    await store.set_hand("r", "a", None)
+    assert await store.hands("r") == [("b", 2.0)]
+
+
+async def test_the_first_poll_answer_stands(store: Store) -> None:
+    assert await store.answer_poll("r", "p1", "a", 2)
+    assert not await store.answer_poll("r", "p1", "a", 0)
+    assert await store.answer_poll("r", "p1", "b", 1)
+    assert await store.poll_answers("r", "p1") == {"a": 2, "b": 1}
+    assert await store.poll_answers("r", "p2") == {}
+
+
+async def test_attendance_stays(store: Store) -> None:
+    from server.state import Stay
+
+    await store.record_stay("r", Stay("a", "Wei", "student", 10.0))
+    await store.record_stay("r", Stay("b", "Li", "student", 5.0, 50.0))
+    await store.record_stay("r", Stay("a", "Wei", "student", 10.0, 70.0))  # the stay closes
+    await store.record_stay("r", Stay("a", "Wei", "student", 100.0))
+    stays = await store.attendance("r")
+    assert [(s.participant_id, s.joined_at, s.left_at) for s in stays] == [
+        ("b", 5.0, 50.0),
+        ("a", 10.0, 70.0),
+        ("a", 100.0, None),
+    ]

@@ -46,6 +46,7 @@ class SchoolClass:
     grade: str
     name: str
     school: str = ""
+    enrolled: int | None = None  # students expected: makes attendance rates possible
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,16 @@ def _school_class(node: yaml.MappingNode, problems: list[str]) -> SchoolClass | 
         return None
     name = fields.get("name")
     school = fields.get("school")
+    enrolled = fields.get("enrolled")
+    if enrolled is not None and not (isinstance(enrolled, yaml.ScalarNode) and enrolled.value.isdigit()):
+        problems.append(f"line {_line(enrolled)}: 'enrolled' must be a whole number")
+        return None
     return SchoolClass(
         class_id,
         grade,
         str(name.value) if isinstance(name, yaml.ScalarNode) else class_id,
         str(school.value) if isinstance(school, yaml.ScalarNode) else "",
+        int(enrolled.value) if isinstance(enrolled, yaml.ScalarNode) else None,
     )
 
 

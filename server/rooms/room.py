@@ -1,21 +1,36 @@
-"""A room on this node: its members, the teacher's broadcast, and each subscriber's media."""
+"""A room on this node: its members, the teacher's broadcast, each subscriber's media, and the
+classroom around them: hands, polls, chat, moderation, attendance, and resuming after a drop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..lessons.catalog import Catalog
 from ..media.pool import MediaPeer, MediaPool
-from ..state import ParticipantRecord, Store
+from ..state import ParticipantRecord, Stay, Store
 from ..tokens import SEES_PRESENCE, Role
+from . import events as ev
 
 log = logging.getLogger(__name__)
 
-PRESENCE_INTERVAL_S = 0.25  # presence updates to teachers are coalesced to at most 4 a second
+NOTIFY_INTERVAL_S = 0.25  # what teachers watch (count, roster, hands, poll results): at most 4 a second
+RESUME_S = 30.0  # a dropped participant keeps role, hand, answer, subscription and broadcast this long
+ROSTER_LIMIT = 2000  # a roster longer than this is cut (with the total); counts stay exact
+POLL_OPTIONS = 6
+
+
+class ClassroomError(Exception):
+    """An action refused for a reason the participant should hear (``code`` is a protocol code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Member(Protocol):
@@ -25,9 +40,15 @@ class Member(Protocol):
     name: str
     role: Role
 
-    def broadcast_changed(self, live: bool) -> None: ...
+    def deliver(self, event: ev.Event) -> None: ...
 
-    def presence_changed(self, students: int) -> None: ...
+
+@dataclass
+class Poll:
+    poll_id: str
+    question: str
+    options: tuple[str, ...]
+    open: bool = True
 
 
 class Room:
@@ -51,36 +72,158 @@ class Room:
         self.subscriptions: dict[str, MediaPeer] = {}
         self.publication: MediaPeer | None = None
         self.publisher_id: str | None = None
-        self._presence_timer: asyncio.TimerHandle | None = None
+        self.away: dict[str, asyncio.TimerHandle] = {}  # dropped, may resume
+        self.removed: set[str] = set()  # participants the teacher removed: no way back this lesson
+        self.poll: Poll | None = None
+        self._stays: dict[str, Stay] = {}  # the open stay of each member
+        self._notify_timer: asyncio.TimerHandle | None = None
 
     @property
     def live(self) -> bool:
         return self.publication is not None
 
-    async def join(self, member: Member) -> None:
+    def _watchers(self) -> Iterable[Member]:
+        return (m for m in self.members.values() if m.role in SEES_PRESENCE)
+
+    def _tell(self, members: Iterable[Member], event: ev.Event) -> None:
+        for member in members:
+            member.deliver(event)
+
+    # Membership ---------------------------------------------------------------------------------
+
+    async def join(self, member: Member) -> bool:
+        """Admit ``member``; True when it resumes a session that dropped within ``RESUME_S``."""
+        if member.participant_id in self.removed:
+            raise ClassroomError("removed", "The teacher removed you from this lesson")
+        timer = self.away.pop(member.participant_id, None)
+        resumed = timer is not None
+        if timer is not None:
+            timer.cancel()
         previous = self.members.get(member.participant_id)
-        if previous is not None and previous is not member:
+        if previous is not None and previous is not member and not resumed:
             await self.leave(previous)  # the same person again: the newer session wins
         self.members[member.participant_id] = member
-        record = ParticipantRecord(member.participant_id, member.name, member.role.value, self._node, time.time())
-        await self._store.add_participant(self.name, record)
+        if not resumed:
+            now = time.time()
+            record = ParticipantRecord(member.participant_id, member.name, member.role.value, self._node, now)
+            await self._store.add_participant(self.name, record)
+            stay = Stay(member.participant_id, member.name, member.role.value, now)
+            self._stays[member.participant_id] = stay
+            await self._store.record_stay(self.name, stay)
         if member.role in SEES_PRESENCE:
-            member.presence_changed(await self._store.count(self.name, Role.STUDENT))
-        if member.role is Role.STUDENT:
-            self._schedule_presence()
+            member.deliver(ev.Presence(await self._store.count(self.name, Role.STUDENT)))
+            member.deliver(await self._hands())
+            if self.poll is not None:
+                member.deliver(await self._poll_results(final=False))
+        elif self.poll is not None and self.poll.open:
+            answers = await self._store.poll_answers(self.name, self.poll.poll_id)
+            poll = self.poll
+            member.deliver(ev.PollOpened(poll.poll_id, poll.question, poll.options, answers.get(member.participant_id)))
+        self._schedule_notify()
+        return resumed
+
+    def disconnect(self, member: Member, on_expired: Callable[[], object]) -> None:
+        """The member's connection dropped: keep everything for ``RESUME_S``, then leave."""
+        if self.members.get(member.participant_id) is not member:
+            return
+        loop = asyncio.get_running_loop()
+        self.away[member.participant_id] = loop.call_later(RESUME_S, on_expired)
+        self._schedule_notify()
 
     async def leave(self, member: Member) -> None:
         if self.members.get(member.participant_id) is not member:
             return
+        timer = self.away.pop(member.participant_id, None)
+        if timer is not None:
+            timer.cancel()
         del self.members[member.participant_id]
         await self._store.remove_participant(self.name, member.participant_id)
+        await self._store.set_hand(self.name, member.participant_id, None)
+        stay = self._stays.pop(member.participant_id, None)
+        if stay is not None:
+            await self._store.record_stay(self.name, Stay(**{**stay.to_dict(), "left_at": time.time()}))
         if self.publisher_id == member.participant_id:
             await self.unpublish(member)
         subscription = self.subscriptions.pop(member.participant_id, None)
         if subscription is not None:
             await self._media.close(subscription)
-        if member.role is Role.STUDENT:
-            self._schedule_presence()
+        self._schedule_notify()
+
+    # Classroom ----------------------------------------------------------------------------------
+
+    def chat(self, member: Member, text: str) -> None:
+        message = ev.ChatMessage(member.participant_id, member.name, member.role.value, text, time.time())
+        self._tell((m for m in self.members.values() if m.participant_id not in self.away), message)
+
+    async def set_hand(self, member: Member, raised: bool) -> None:
+        await self._store.set_hand(self.name, member.participant_id, time.time() if raised else None)
+        self._schedule_notify()
+
+    async def hand_raised(self, participant_id: str) -> bool:
+        return any(pid == participant_id for pid, _ in await self._store.hands(self.name))
+
+    async def _hands(self) -> ev.HandsChanged:
+        hands = []
+        for participant_id, raised_at in await self._store.hands(self.name):
+            member = self.members.get(participant_id)
+            hands.append(ev.Hand(participant_id, member.name if member else participant_id, raised_at))
+        return ev.HandsChanged(tuple(hands))
+
+    def open_poll(self, question: str, options: list[str]) -> str:
+        if not 2 <= len(options) <= POLL_OPTIONS:
+            raise ClassroomError("bad_message", f"A poll needs 2 to {POLL_OPTIONS} options, not {len(options)}")
+        poll = self.poll = Poll(secrets.token_hex(4), question, tuple(options))
+        opened = ev.PollOpened(poll.poll_id, poll.question, poll.options)
+        self._tell((m for m in self.members.values() if m.role is Role.STUDENT), opened)
+        self._schedule_notify()
+        return poll.poll_id
+
+    async def answer_poll(self, member: Member, poll_id: str, choice: int) -> None:
+        poll = self.poll
+        if poll is None or poll.poll_id != poll_id or not poll.open:
+            raise ClassroomError("bad_state", f"Poll {poll_id!r} is not open")
+        if not 0 <= choice < len(poll.options):
+            raise ClassroomError("bad_message", f"Expected a choice from 0 to {len(poll.options) - 1}, got {choice}")
+        if not await self._store.answer_poll(self.name, poll_id, member.participant_id, choice):
+            raise ClassroomError("already_answered", "You answered this poll already; the first answer counts")
+        self._schedule_notify()
+
+    async def close_poll(self, poll_id: str, show: bool) -> None:
+        poll = self.poll
+        if poll is None or poll.poll_id != poll_id or not poll.open:
+            raise ClassroomError("bad_state", f"Poll {poll_id!r} is not open")
+        poll.open = False
+        results = await self._poll_results(final=True)
+        self._tell(self._watchers(), results)
+        students = [m for m in self.members.values() if m.role is Role.STUDENT]
+        self._tell(students, results if show else ev.PollClosed(poll_id))
+
+    async def _poll_results(self, final: bool) -> ev.PollResults:
+        assert self.poll is not None
+        poll = self.poll
+        counts = [0] * len(poll.options)
+        answers = await self._store.poll_answers(self.name, poll.poll_id)
+        for choice in answers.values():
+            counts[choice] += 1
+        return ev.PollResults(poll.poll_id, poll.question, poll.options, tuple(counts), len(answers), final)
+
+    async def remove(self, participant_id: str) -> None:
+        member = self.members.get(participant_id)
+        if member is None:
+            raise ClassroomError("bad_state", f"No participant {participant_id!r} in this room")
+        if member.role is not Role.STUDENT:
+            raise ClassroomError("forbidden", "Only students can be removed")
+        self.removed.add(participant_id)
+        member.deliver(ev.Removed("The teacher removed you from this lesson"))
+        await self.leave(member)
+
+    async def end_lesson(self, by: Member) -> None:
+        """Everyone is told and leaves; the broadcast and its recording end."""
+        if self.publication is not None and self.publisher_id is not None:
+            await self.unpublish(self.members.get(self.publisher_id, by))
+        self._tell(list(self.members.values()), ev.LessonEnded())
+        for member in list(self.members.values()):
+            await self.leave(member)
 
     # Teacher's broadcast ------------------------------------------------------------------------
 
@@ -187,30 +330,42 @@ class Room:
     # Notifications ------------------------------------------------------------------------------
 
     def _tell_subscribers(self, *, live: bool) -> None:
-        for participant_id in self.subscriptions:
-            member = self.members.get(participant_id)
-            if member is not None:
-                member.broadcast_changed(live)
+        members = (self.members.get(pid) for pid in self.subscriptions)
+        self._tell((m for m in members if m is not None), ev.BroadcastChanged(live))
 
-    def _schedule_presence(self) -> None:
-        if self._presence_timer is None:
+    def _schedule_notify(self) -> None:
+        """Teachers' views (count, roster, hands, poll results) are refreshed together, coalesced:
+        a join storm is a few updates a second to each teacher, not one per join to everyone."""
+        if self._notify_timer is None:
             loop = asyncio.get_running_loop()
-            self._presence_timer = loop.call_later(
-                PRESENCE_INTERVAL_S, lambda: asyncio.ensure_future(self._send_presence())
-            )
+            self._notify_timer = loop.call_later(NOTIFY_INTERVAL_S, lambda: asyncio.ensure_future(self._notify()))
 
-    async def _send_presence(self) -> None:
-        self._presence_timer = None
-        watchers = [m for m in self.members.values() if m.role in SEES_PRESENCE]
+    async def _notify(self) -> None:
+        self._notify_timer = None
+        watchers = list(self._watchers())
         if not watchers:
             return
-        students = await self._store.count(self.name, Role.STUDENT)
-        for member in watchers:
-            member.presence_changed(students)
+        hands = await self._hands()
+        raised = {h.participant_id for h in hands.raised}
+        listed = [m for m in self.members.values() if m.role is not Role.INSPECTOR]  # inspectors are unseen
+        roster = ev.Roster(
+            tuple(
+                ev.RosterEntry(
+                    m.participant_id, m.name, m.role.value, m.participant_id in raised, m.participant_id in self.away
+                )
+                for m in listed[:ROSTER_LIMIT]
+            ),
+            len(listed),
+        )
+        updates: list[ev.Event] = [ev.Presence(await self._store.count(self.name, Role.STUDENT)), roster, hands]
+        if self.poll is not None and self.poll.open:
+            updates.append(await self._poll_results(final=False))
+        for event in updates:
+            self._tell(watchers, event)
 
     async def close(self) -> None:
-        if self._presence_timer is not None:
-            self._presence_timer.cancel()
+        if self._notify_timer is not None:
+            self._notify_timer.cancel()
         for member in list(self.members.values()):
             await self.leave(member)
 
@@ -239,12 +394,21 @@ class Rooms:
     def get(self, name: str) -> Room | None:
         return self._rooms.get(name)
 
-    async def join(self, name: str, member: Member) -> Room:
+    async def join(self, name: str, member: Member) -> tuple[Room, bool]:
+        """The room ``member`` is now in, and whether it resumed a dropped session."""
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title)
-        await room.join(member)
-        return room
+        try:
+            return room, await room.join(member)
+        except ClassroomError:
+            if not room.members and not room.away and self._rooms.get(name) is room:
+                del self._rooms[name]
+            raise
+
+    def disconnect(self, room: Room, member: Member) -> None:
+        """A dropped connection: the member may resume within ``RESUME_S``, else leaves."""
+        room.disconnect(member, lambda: asyncio.ensure_future(self.leave(room, member)))
 
     async def leave(self, room: Room, member: Member) -> None:
         await room.leave(member)

@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     BAD_SDP = "bad_sdp"
     BAD_STATE = "bad_state"
     RATE_LIMITED = "rate_limited"
+    ALREADY_ANSWERED = "already_answered"
+    REMOVED = "removed"
     SERVER_FULL = "server_full"
     SERVER_ERROR = "server_error"
 
@@ -37,6 +39,7 @@ CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.WRONG_ROOM: 4403,
     ErrorCode.JOIN_TIMEOUT: 4408,
     ErrorCode.SERVER_FULL: 4503,
+    ErrorCode.REMOVED: 4403,
 }
 CLOSE_PROTOCOL_ERROR = 4400
 
@@ -92,6 +95,43 @@ class Ice(_Message):
     usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
 
 
+class Chat(_Message):
+    type: Literal["chat"]
+    text: str = Field(min_length=1, max_length=500)
+
+
+class RaiseHand(_Message):
+    type: Literal["hand"]
+    raised: bool
+
+
+class PollOpen(_Message):
+    type: Literal["poll_open"]
+    question: str = Field(min_length=1, max_length=300)
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=6)
+
+
+class PollAnswer(_Message):
+    type: Literal["poll_answer"]
+    poll_id: str = Field(min_length=1, max_length=32)
+    choice: int = Field(ge=0, le=5)
+
+
+class PollClose(_Message):
+    type: Literal["poll_close"]
+    poll_id: str = Field(min_length=1, max_length=32)
+    show: bool = False  # show the results to the class
+
+
+class Remove(_Message):
+    type: Literal["remove"]
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class EndLesson(_Message):
+    type: Literal["end_lesson"]
+
+
 class Ping(_Message):
     type: Literal["ping"]
 
@@ -101,7 +141,21 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Publish | Unpublish | Subscribe | Answer | Ice | Ping | Leave,
+    Join
+    | Publish
+    | Unpublish
+    | Subscribe
+    | Answer
+    | Ice
+    | Chat
+    | RaiseHand
+    | PollOpen
+    | PollAnswer
+    | PollClose
+    | Remove
+    | EndLesson
+    | Ping
+    | Leave,
     Field(discriminator="type"),
 ]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -158,6 +212,79 @@ class Joined(_Message):
     name: str
     live: bool
     lesson: Lesson | None = None
+    resumed: bool = False  # back within 30 s of a drop: hand, poll answer and broadcast kept
+    hand: bool = False
+
+
+class ChatOut(_Message):
+    type: Literal["chat"] = "chat"
+    from_id: str
+    name: str
+    role: str
+    text: str
+    at: float
+
+
+class HandOut(_Message):
+    participant_id: str
+    name: str
+    at: float
+
+
+class Hands(_Message):
+    type: Literal["hands"] = "hands"
+    raised: list[HandOut]
+
+
+class RosterEntry(_Message):
+    participant_id: str
+    name: str
+    role: str
+    hand: bool
+    away: bool
+
+
+class Roster(_Message):
+    type: Literal["roster"] = "roster"
+    participants: list[RosterEntry]
+    total: int
+
+
+class PollOut(_Message):
+    type: Literal["poll"] = "poll"
+    poll_id: str
+    question: str
+    options: list[str]
+    answered: int | None = None
+
+
+class PollResults(_Message):
+    type: Literal["poll_results"] = "poll_results"
+    poll_id: str
+    question: str
+    options: list[str]
+    counts: list[int]
+    answered: int
+    final: bool
+
+
+class PollClosed(_Message):
+    type: Literal["poll_closed"] = "poll_closed"
+    poll_id: str
+
+
+class PollOpened(_Message):
+    type: Literal["poll_opened"] = "poll_opened"
+    poll_id: str
+
+
+class Removed(_Message):
+    type: Literal["removed"] = "removed"
+    reason: str
+
+
+class LessonEnded(_Message):
+    type: Literal["lesson_ended"] = "lesson_ended"
 
 
 class Offer(_Message):

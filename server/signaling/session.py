@@ -11,7 +11,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from ..lessons.schedule import Schedule
 from ..media.sfu import SdpError
-from ..rooms import Room, Rooms
+from ..rooms import ClassroomError, Room, Rooms
+from ..rooms import events as ev
 from ..settings import Settings
 from ..tokens import PUBLISHERS, SUBSCRIBERS, Role, TokenError, TokenExpired, verify_token
 from . import protocol as p
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 60.0  # clients ping every 20 s
 OUTBOX_LIMIT = 256  # messages queued for a client that does not read; then it is dropped
+CHAT_RATE_PER_S, CHAT_BURST = 1.0, 5  # per participant
 
 
 class TokenBucket:
@@ -57,17 +59,54 @@ class Session:
         self._dropped = False
         self._bucket = TokenBucket(settings.message_rate_per_s, settings.message_burst, time.monotonic())
         self.room: Room | None = None
+        self._gone = False  # left on purpose (leave, removed, lesson ended): no resuming
+        self._chat_bucket = TokenBucket(CHAT_RATE_PER_S, CHAT_BURST, time.monotonic())
         self.participant_id = ""
         self.name = ""
         self.role = Role.STUDENT
 
     # Member ---------------------------------------------------------------------------------------
 
-    def broadcast_changed(self, live: bool) -> None:
-        self.send(p.Broadcast(live=live))
-
-    def presence_changed(self, students: int) -> None:
-        self.send(p.Presence(students=students))
+    def deliver(self, event: ev.Event) -> None:
+        """A room event, as the message this participant receives."""
+        match event:
+            case ev.BroadcastChanged(live):
+                self.send(p.Broadcast(live=live))
+            case ev.Presence(students):
+                self.send(p.Presence(students=students))
+            case ev.ChatMessage(sender_id, name, role, text, at):
+                self.send(p.ChatOut(from_id=sender_id, name=name, role=role, text=text, at=at))
+            case ev.HandsChanged(raised):
+                hands = [p.HandOut(participant_id=h.participant_id, name=h.name, at=h.raised_at) for h in raised]
+                self.send(p.Hands(raised=hands))
+            case ev.Roster(entries, total):
+                participants = [
+                    p.RosterEntry(participant_id=e.participant_id, name=e.name, role=e.role, hand=e.hand, away=e.away)
+                    for e in entries
+                ]
+                self.send(p.Roster(participants=participants, total=total))
+            case ev.PollOpened(poll_id, question, options, answered):
+                self.send(p.PollOut(poll_id=poll_id, question=question, options=list(options), answered=answered))
+            case ev.PollResults(poll_id, question, options, counts, answered, final):
+                results = p.PollResults(
+                    poll_id=poll_id,
+                    question=question,
+                    options=list(options),
+                    counts=list(counts),
+                    answered=answered,
+                    final=final,
+                )
+                self.send(results)
+            case ev.PollClosed(poll_id):
+                self.send(p.PollClosed(poll_id=poll_id))
+            case ev.Removed(reason):
+                self._gone = True
+                self.send(p.Removed(reason=reason))
+                asyncio.ensure_future(self._close(p.CLOSE_CODES[p.ErrorCode.REMOVED]))
+            case ev.LessonEnded():
+                self._gone = True
+                self.send(p.LessonEnded())
+                asyncio.ensure_future(self._close(1000))
 
     # Plumbing -------------------------------------------------------------------------------------
 
@@ -98,7 +137,10 @@ class Session:
         finally:
             self._sessions.discard(self)
             if self.room is not None:
-                await self._rooms.leave(self.room, self)
+                if self._gone:
+                    await self._rooms.leave(self.room, self)
+                else:
+                    self._rooms.disconnect(self.room, self)  # may come back within 30 s
             writer.cancel()
 
     async def _fail(self, exc: p.ProtocolError) -> None:
@@ -155,6 +197,7 @@ class Session:
             try:
                 message = p.parse_client_message(text)
                 if isinstance(message, p.Leave):
+                    self._gone = True
                     await self._close(1000)
                     return
                 await self._handle(message)
@@ -195,6 +238,30 @@ class Session:
                 await room.add_ice_candidate(
                     self, message.target, message.candidate, message.sdpMid, message.sdpMLineIndex
                 )
+            elif isinstance(message, p.Chat):
+                if not self._chat_bucket.take(time.monotonic()):
+                    raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, "At most a chat message a second; this was dropped")
+                room.chat(self, message.text)
+            elif isinstance(message, p.RaiseHand):
+                self._require(frozenset({Role.STUDENT}), "raise a hand")
+                await room.set_hand(self, message.raised)
+            elif isinstance(message, p.PollOpen):
+                self._require(PUBLISHERS, "open a poll")
+                room.open_poll(message.question, message.options)
+            elif isinstance(message, p.PollAnswer):
+                self._require(frozenset({Role.STUDENT}), "answer a poll")
+                await room.answer_poll(self, message.poll_id, message.choice)
+            elif isinstance(message, p.PollClose):
+                self._require(PUBLISHERS, "close a poll")
+                await room.close_poll(message.poll_id, message.show)
+            elif isinstance(message, p.Remove):
+                self._require(PUBLISHERS, "remove a participant")
+                await room.remove(message.participant_id)
+            elif isinstance(message, p.EndLesson):
+                self._require(PUBLISHERS, "end the lesson")
+                await room.end_lesson(self)
+        except ClassroomError as exc:
+            raise p.ProtocolError(p.ErrorCode(exc.code), str(exc)) from exc
         except SdpError as exc:
             raise p.ProtocolError(p.ErrorCode.BAD_SDP, str(exc)) from exc
         except LookupError as exc:
@@ -221,7 +288,11 @@ class Session:
         if len(self._sessions) > self._settings.max_sessions:
             raise p.ProtocolError(p.ErrorCode.SERVER_FULL, "The server is full; retry in 5 s", fatal=True)
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
-        self.room = await self._rooms.join(grant.room, self)
+        try:
+            room, resumed = await self._rooms.join(grant.room, self)
+        except ClassroomError as exc:
+            raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
+        self.room = room
         lesson = self._schedule.lesson_now(grant.room)
         self.send(
             p.Joined(
@@ -229,9 +300,11 @@ class Session:
                 room=grant.room,
                 role=self.role.value,
                 name=self.name,
-                live=self.room.live,
+                live=room.live,
                 lesson=p.Lesson.model_validate(lesson) if lesson else None,
+                resumed=resumed,
+                hand=await room.hand_raised(self.participant_id),
             )
         )
         if self.role in SUBSCRIBERS:
-            self.send(p.Offer(sdp=await self.room.subscribe(self)))
+            self.send(p.Offer(sdp=await room.subscribe(self)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .base import ParticipantRecord
+from .base import ParticipantRecord, Stay
 
 
 class MemoryStore:
@@ -12,6 +12,9 @@ class MemoryStore:
         self._rosters: defaultdict[str, dict[str, ParticipantRecord]] = defaultdict(dict)
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._broadcasters: dict[str, str] = {}
+        self._hands: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        self._polls: defaultdict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        self._stays: defaultdict[str, dict[tuple[str, float], Stay]] = defaultdict(dict)
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         roster = self._rosters[room]
@@ -47,6 +50,31 @@ class MemoryStore:
 
     async def broadcaster(self, room: str) -> str | None:
         return self._broadcasters.get(room)
+
+    async def set_hand(self, room: str, participant_id: str, raised_at: float | None) -> None:
+        if raised_at is None:
+            self._hands[room].pop(participant_id, None)
+        else:
+            self._hands[room].setdefault(participant_id, raised_at)
+
+    async def hands(self, room: str) -> list[tuple[str, float]]:
+        return sorted(self._hands.get(room, {}).items(), key=lambda item: item[1])
+
+    async def answer_poll(self, room: str, poll_id: str, participant_id: str, choice: int) -> bool:
+        answers = self._polls[(room, poll_id)]
+        if participant_id in answers:
+            return False
+        answers[participant_id] = choice
+        return True
+
+    async def poll_answers(self, room: str, poll_id: str) -> dict[str, int]:
+        return dict(self._polls.get((room, poll_id), {}))
+
+    async def record_stay(self, room: str, stay: Stay) -> None:
+        self._stays[room][(stay.participant_id, stay.joined_at)] = stay
+
+    async def attendance(self, room: str) -> list[Stay]:
+        return sorted(self._stays.get(room, {}).values(), key=lambda s: s.joined_at)
 
     async def close(self) -> None:
         return None

@@ -4,17 +4,21 @@ Keys (``{room}`` in braces keeps a room's keys in one cluster slot):
 - ``sky:{room}:roster``  hash  participant id -> JSON record
 - ``sky:{room}:counts``  hash  role -> count, changed in the same script as the roster
 - ``sky:{room}:broadcaster``  string  participant id of the teacher broadcasting now
-Every key carries a TTL (``ttl_s``) refreshed on each change, so a crashed node leaves no
-permanent debris.
+- ``sky:{room}:hands``  sorted set  participant id, scored by the time the hand went up
+- ``sky:{room}:poll:{poll}``  hash  participant id -> choice (HSETNX: the first answer stands)
+- ``sky:{room}:stays``  hash  "participant|joined_at" -> JSON stay (attendance)
+Every key carries a TTL refreshed on each change (``ttl_s``; attendance ``record_ttl_s``), so a
+crashed node leaves no permanent debris.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from redis.asyncio import Redis
 
-from .base import ParticipantRecord
+from .base import ParticipantRecord, Stay
 
 _ADD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -35,10 +39,13 @@ return 1
 
 
 class RedisStore:
-    def __init__(self, client: Redis, *, prefix: str = "sky", ttl_s: int = 24 * 3600) -> None:
+    def __init__(
+        self, client: Redis, *, prefix: str = "sky", ttl_s: int = 24 * 3600, record_ttl_s: int = 180 * 86400
+    ) -> None:
         self._redis = client
         self._prefix = prefix
         self._ttl_s = ttl_s
+        self._record_ttl_s = record_ttl_s
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
 
@@ -79,6 +86,43 @@ class RedisStore:
     async def broadcaster(self, room: str) -> str | None:
         value = await self._redis.get(self._key(room, "broadcaster"))
         return str(value) if value is not None else None
+
+    async def set_hand(self, room: str, participant_id: str, raised_at: float | None) -> None:
+        key = self._key(room, "hands")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if raised_at is None:
+                pipe.zrem(key, participant_id)
+            else:
+                pipe.zadd(key, {participant_id: raised_at}, nx=True)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
+    async def hands(self, room: str) -> list[tuple[str, float]]:
+        raised: list[Any] = await self._redis.zrange(self._key(room, "hands"), 0, -1, withscores=True)
+        return [(str(pair[0]), float(pair[1])) for pair in raised]
+
+    async def answer_poll(self, room: str, poll_id: str, participant_id: str, choice: int) -> bool:
+        key = self._key(room, f"poll:{poll_id}")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, participant_id, choice)
+            pipe.expire(key, self._ttl_s)
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    async def poll_answers(self, room: str, poll_id: str) -> dict[str, int]:
+        answers = await self._redis.hgetall(self._key(room, f"poll:{poll_id}"))
+        return {str(k): int(v) for k, v in answers.items()}
+
+    async def record_stay(self, room: str, stay: Stay) -> None:
+        key = self._key(room, "stays")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, f"{stay.participant_id}|{stay.joined_at!r}", json.dumps(stay.to_dict()))
+            pipe.expire(key, self._record_ttl_s)
+            await pipe.execute()
+
+    async def attendance(self, room: str) -> list[Stay]:
+        values = await self._redis.hvals(self._key(room, "stays"))
+        return sorted((Stay(**json.loads(v)) for v in values), key=lambda s: s.joined_at)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,0 +1,98 @@
+"""What the room tells its members; the signaling layer turns each into a wire message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastChanged:
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    students: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    sender_id: str
+    name: str
+    role: str
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hand:
+    participant_id: str
+    name: str
+    raised_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HandsChanged:
+    raised: tuple[Hand, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PollOpened:
+    poll_id: str
+    question: str
+    options: tuple[str, ...]
+    answered: int | None = None  # this member's answer, when resuming
+
+
+@dataclass(frozen=True, slots=True)
+class PollResults:
+    poll_id: str
+    question: str
+    options: tuple[str, ...]
+    counts: tuple[int, ...]
+    answered: int
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollClosed:
+    poll_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    participant_id: str
+    name: str
+    role: str
+    hand: bool
+    away: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    participants: tuple[RosterEntry, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LessonEnded:
+    pass
+
+
+Event = (
+    BroadcastChanged
+    | Presence
+    | ChatMessage
+    | HandsChanged
+    | PollOpened
+    | PollResults
+    | PollClosed
+    | Roster
+    | Removed
+    | LessonEnded
+)
