@@ -115,6 +115,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(app.state.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/api/rooms")
+    async def all_rooms(request: Request) -> list[dict[str, object]]:
+        """Every room held on this node, for admins: live or not, students, teachers."""
+        _require_grant(request, settings, action="see every room")
+        rooms: Rooms = app.state.rooms
+        return [
+            {
+                "room": room.name,
+                "live": room.live,
+                "students": await rooms.store.count(room.name, Role.STUDENT),
+                "teachers": await rooms.store.count(room.name, Role.TEACHER),
+            }
+            for room in rooms
+        ]
+
     @app.get("/api/rooms/{room}")
     async def room_status(room: str) -> JSONResponse:
         rooms: Rooms = app.state.rooms

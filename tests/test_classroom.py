@@ -176,6 +176,17 @@ async def test_attendance_needs_the_rooms_teacher_or_an_admin(server: ServerProc
         assert (await http.get(url, params={"token": server.token(room, "teacher", "t")})).status_code == 200
 
 
+async def test_admins_see_every_room(server: ServerProcess) -> None:
+    client = await joined(server, "class-overview", "teacher", "Ms Li")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        student = {"Authorization": "Bearer " + server.token("class-overview", "student", "s")}
+        assert (await http.get("/api/rooms", headers=student)).status_code == 403
+        admin = {"Authorization": "Bearer " + server.token("*", "admin", "ops")}
+        listing = (await http.get("/api/rooms", headers=admin)).json()
+    assert {"room": "class-overview", "live": False, "students": 0, "teachers": 1} in listing
+    await client.close()
+
+
 async def test_admins_issue_tokens_over_rest(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         body = {"room": "class-rest", "role": "student", "name": "Wei", "ttl": "15m"}
