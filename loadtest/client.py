@@ -6,10 +6,12 @@ import asyncio
 import json
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from server.media.seam import route_rtx
 
 PING_INTERVAL_S = 20.0  # as the web client: the server closes a session silent for 60 s
 
@@ -60,7 +62,8 @@ class SignalingClient:
 
 
 def peer() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    # max-bundle: aiortc only starts the receivers of one transport when a kind repeats (screen, stage)
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 async def publish(
@@ -84,12 +87,16 @@ async def publish(
 
 
 async def subscribe(client: SignalingClient) -> tuple[RTCPeerConnection, dict[str, MediaStreamTrack]]:
-    """Answer the server's subscription offer; returns the pc and its remote tracks by kind."""
+    """Answer the server's subscription offer; returns the pc and its remote tracks by slot
+    ("audio" and "video" are the teacher's; see docs/protocol.md)."""
     offer = await client.expect("offer", timeout=30)
     pc = peer()
-    tracks: dict[str, MediaStreamTrack] = {}
-    pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
     await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    transceivers = pc.getTransceivers()
+    for transceiver in transceivers:
+        route_rtx(transceiver.receiver)
+    slots = offer.get("slots") or [t.kind for t in transceivers]
+    tracks = {slot: t.receiver.track for slot, t in zip(slots, transceivers)}
     await pc.setLocalDescription(await pc.createAnswer())
     await client.send({"type": "answer", "target": "subscribe", "sdp": pc.localDescription.sdp})
     return pc, tracks

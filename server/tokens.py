@@ -20,7 +20,8 @@ class Role(StrEnum):
 
 # What each role may do; checked on every action.
 PUBLISHERS = frozenset({Role.TEACHER})
-SUBSCRIBERS = frozenset({Role.STUDENT, Role.INSPECTOR, Role.ADMIN})
+# Teachers subscribe too: they see and hear the student they invite on stage.
+SUBSCRIBERS = frozenset({Role.TEACHER, Role.STUDENT, Role.INSPECTOR, Role.ADMIN})
 SEES_PRESENCE = frozenset({Role.TEACHER, Role.ADMIN})
 
 

@@ -103,11 +103,15 @@ async def test_roles_are_checked(server: ServerProcess) -> None:
     await student.join(room, server.token(room, "student", "s"))
     await student.send({"type": "publish", "sdp": "v=0"})
     error = await error_of(student)
-    assert error["code"] == "forbidden" and "A student may not publish" in str(error["message"])
+    assert error["code"] == "forbidden" and "only when the teacher invites them on stage" in str(error["message"])
     teacher = await SignalingClient.connect(server.ws_url)
     await teacher.join(room, server.token(room, "teacher", "t"))
-    await teacher.send({"type": "answer", "target": "subscribe", "sdp": "v=0"})
-    assert (await error_of(teacher))["code"] == "forbidden"
+    await teacher.send({"type": "invite", "participant_id": "nobody"})
+    assert (await error_of(teacher))["code"] == "bad_state"
+    await student.send({"type": "invite", "participant_id": "nobody"})
+    assert (await error_of(student))["code"] == "forbidden"
+    await student.send({"type": "mute", "participant_id": "nobody"})
+    assert (await error_of(student))["code"] == "forbidden"
     await teacher.send({"type": "join", "room": room, "token": server.token(room, "teacher", "t")})
     assert (await error_of(teacher))["code"] == "already_joined"
     for client in (student, teacher):

@@ -87,6 +87,7 @@ class UpTrack:
         self._request_upstream = request_keyframe_upstream
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.muted = False  # a teacher silenced this track: nothing is forwarded
 
     @property
     def subscribers(self) -> int:
@@ -115,6 +116,8 @@ class UpTrack:
         """One packet from the publisher: remember it, then hand it to every subscriber."""
         self.stats.packets_in += 1
         self.ssrc = ssrc
+        if self.muted:
+            return
         keyframe = True
         if self._is_keyframe is not None:
             keyframe = self._is_keyframe(payload)

@@ -26,8 +26,12 @@ class MediaBackend(Protocol):
         self, peer: PeerId, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
 
-    async def attach(self, subscription: PeerId, publication: PeerId | None) -> None:
-        """Feed ``subscription`` from ``publication`` (None: from nobody), from its next keyframe."""
+    async def attach(self, subscription: PeerId, publication: PeerId | None, role: str = "teacher") -> None:
+        """Feed ``subscription``'s ``role`` slots (teacher or stage) from ``publication`` (None: from
+        nobody), from its next keyframe."""
+
+    async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
+        """Stop or resume forwarding a publication's tracks of ``kind``."""
 
     async def close(self, peer: PeerId) -> None: ...
 

@@ -78,13 +78,16 @@ class MediaPool:
     ) -> None:
         await self.backends[peer.backend].add_ice_candidate(peer.peer, candidate, sdp_mid, sdp_mline_index)
 
-    async def attach(self, subscription: MediaPeer, publication: MediaPeer | None) -> None:
+    async def attach(self, subscription: MediaPeer, publication: MediaPeer | None, role: str = "teacher") -> None:
         backend = self.backends[subscription.backend]
         if publication is None or publication.backend == subscription.backend:
-            await backend.attach(subscription.peer, publication.peer if publication else None)
+            await backend.attach(subscription.peer, publication.peer if publication else None, role)
             return
         ingress, _ = await self._relay(publication, subscription.backend)
-        await backend.attach(subscription.peer, ingress.peer)
+        await backend.attach(subscription.peer, ingress.peer, role)
+
+    async def set_muted(self, publication: MediaPeer, kind: str, muted: bool) -> None:
+        await self.backends[publication.backend].set_muted(publication.peer, kind, muted)
 
     def _relay(self, publication: MediaPeer, index: int) -> asyncio.Task[tuple[MediaPeer, MediaPeer]]:
         key = (publication, index)

@@ -20,7 +20,7 @@ from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
 
 log = logging.getLogger(__name__)
 
-RELAY_SSRC = {"audio": 1, "video": 2}
+RELAY_SSRC = {("audio", 0): 1, ("video", 0): 2, ("video", 1): 3}  # (kind, index) -> SSRC
 _SR = struct.Struct("!cIQI")  # b"S", ssrc, ntp, rtp
 _KEYFRAME = struct.Struct("!cI")  # b"K", ssrc
 ANNOUNCE_INTERVAL_S = 1.0
@@ -53,14 +53,15 @@ class RelayEgress(asyncio.DatagramProtocol):
         return True
 
     def _start(self) -> None:
+        seen: dict[str, int] = {}
         for up in self._source.tracks:
-            if up.kind in self.downtracks:
+            index = seen[up.kind] = seen.get(up.kind, -1) + 1
+            ssrc = RELAY_SSRC.get((up.kind, index))
+            if ssrc is None:
                 continue
             down = DownTrack(up.kind, self._stats)
-            down.configure(
-                ssrc=RELAY_SSRC[up.kind], payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send
-            )
-            self.downtracks[up.kind] = down
+            down.configure(ssrc=ssrc, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send)
+            self.downtracks[f"{up.kind}{index}"] = down
             up.add(down)
         self._announcer = asyncio.get_running_loop().create_task(self._announce())
 
@@ -119,8 +120,9 @@ class RelayIngress(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def track(self, kind: str) -> UpTrack | None:
-        return next((t for t in self.tracks if t.kind == kind), None)
+    def track(self, kind: str, index: int = 0) -> UpTrack | None:
+        of_kind = [t for t in sorted(self.tracks, key=lambda t: t.ssrc or 0) if t.kind == kind]
+        return of_kind[index] if index < len(of_kind) else None
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if not data:

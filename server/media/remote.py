@@ -104,8 +104,11 @@ class WorkerClient:
             "add_ice_candidate", peer=peer, candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index
         )
 
-    async def attach(self, subscription: PeerId, publication: PeerId | None) -> None:
-        await self._call("attach", subscription=subscription, publication=publication)
+    async def attach(self, subscription: PeerId, publication: PeerId | None, role: str = "teacher") -> None:
+        await self._call("attach", subscription=subscription, publication=publication, role=role)
+
+    async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
+        await self._call("set_muted", publication=publication, kind=kind, muted=muted)
 
     async def close(self, peer: PeerId) -> None:
         self._on_failed.pop(peer, None)

@@ -116,12 +116,32 @@ def tap_receiver(receiver: RTCRtpReceiver, uptrack: UpTrack) -> None:
 
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    route_rtx(receiver)
 
 
 def negotiated_codec(transceiver: Any) -> Any | None:
     """The codec a transceiver settled on in the last negotiation, or None."""
     codecs = transceiver._codecs
     return codecs[0] if codecs else None
+
+
+def route_rtx(receiver: RTCRtpReceiver) -> None:
+    """Route retransmissions by their own SSRC, as aiortc does not.
+
+    aiortc's router knows each receiver's media SSRC and payload types; a retransmission (RTX)
+    with its own SSRC is routed by payload type alone, which fails as soon as two receivers share
+    it (a camera and a shared screen on one transport): the packet is dropped.
+    """
+    receive_default = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await receive_default(parameters)
+        router = receiver.transport._rtp_router
+        for encoding in parameters.encodings:
+            if encoding.rtx is not None:
+                router.ssrc_table[encoding.rtx.ssrc] = receiver
+
+    receiver.receive = receive  # type: ignore[method-assign]
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
@@ -215,6 +235,8 @@ def rtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
 
 
 async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, cname: str | None) -> None:
+    if downtrack.source is None:
+        return  # an idle slot (no screen shared, nobody on stage) says nothing
     packets: list[Any] = []
     report = downtrack.sender_report()
     if report is not None:

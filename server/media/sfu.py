@@ -11,11 +11,12 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, cast
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
@@ -29,6 +30,27 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, Kind] = ("audio", "video")
+Role = Literal["teacher", "stage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One of a subscriber's tracks: which track of which source it carries."""
+
+    name: str
+    kind: Kind
+    role: Role  # the teacher's broadcast, or the student on stage
+    index: int  # the index-th track of that kind in the source (the teacher's 2nd video: the screen)
+
+
+# A subscriber's tracks, in m-line order (the `offer` message names them in `slots`).
+SLOTS = (
+    Slot("audio", "audio", "teacher", 0),
+    Slot("video", "video", "teacher", 0),
+    Slot("screen", "video", "teacher", 1),
+    Slot("stage_audio", "audio", "stage", 0),
+    Slot("stage_video", "video", "stage", 0),
+)
 
 
 T = TypeVar("T")
@@ -38,7 +60,7 @@ RELAY_READY_TIMEOUT_S = 3.0
 class Source(Protocol):
     """What a subscription takes media from: a publication, or a relayed copy of one."""
 
-    def track(self, kind: Kind) -> UpTrack | None: ...
+    def track(self, kind: Kind, index: int = 0) -> UpTrack | None: ...
 
 
 class SdpError(ValueError):
@@ -88,9 +110,9 @@ class Publication(Peer):
         super().__init__(pc, on_failed)
         self.tracks: list[UpTrack] = []
 
-    def track(self, kind: Kind) -> UpTrack | None:
-        """The first track of a kind: the camera and microphone."""
-        return next((t for t in self.tracks if t.kind == kind), None)
+    def track(self, kind: Kind, index: int = 0) -> UpTrack | None:
+        """The index-th track of a kind: 0 the camera or microphone, video 1 the shared screen."""
+        return nth_track(self.tracks, kind, index)
 
     async def close(self) -> None:
         for track in self.tracks:
@@ -99,12 +121,13 @@ class Publication(Peer):
 
 
 class Subscription(Peer):
-    """A subscriber's peer connection: one audio and one video ``DownTrack``, fed from a publication."""
+    """A subscriber's peer connection: a ``DownTrack`` per slot, fed by the teacher's publication
+    and the on-stage student's."""
 
     def __init__(self, pc: RTCPeerConnection, stats: ForwardingStats, on_failed: Callable[[], None] | None) -> None:
         super().__init__(pc, on_failed)
-        self.downtracks: dict[Kind, DownTrack] = {kind: DownTrack(kind, stats) for kind in KINDS}
-        self.source: Source | None = None
+        self.downtracks: dict[Slot, DownTrack] = {slot: DownTrack(slot.kind, stats) for slot in SLOTS}
+        self.sources: dict[Role, Source | None] = {"teacher": None, "stage": None}
 
     @property
     def ready(self) -> bool:
@@ -118,25 +141,31 @@ class Subscription(Peer):
         except (ValueError, KeyError, IndexError) as exc:
             raise SdpError(f"The answer could not be used: {exc}") from exc
 
-    def attach(self, source: Source | None) -> None:
-        """Take media from ``source`` (None: from nobody) from its next keyframe on."""
-        self.detach()
-        self.source = source
+    def attach(self, source: Source | None, role: Role = "teacher") -> None:
+        """Take ``role``'s media from ``source`` (None: from nobody), from its next keyframe on."""
+        self.detach(role)
+        self.sources[role] = source
         self._link()
 
-    def detach(self) -> None:
-        for down in self.downtracks.values():
+    def detach(self, role: Role | None = None) -> None:
+        for slot, down in self.downtracks.items():
+            if role not in (None, slot.role):
+                continue
             if down.source is not None:
                 down.source.remove(down)
                 down.detach()
-        self.source = None
+            self.sources[slot.role] = None
 
     def _link(self) -> None:
-        if self.source is None or not self.ready or self.closed:
+        """Feed each negotiated slot from its source (a slot the subscriber refused stays idle)."""
+        if self.closed:
             return
-        for kind, down in self.downtracks.items():
-            up = self.source.track(kind)
-            if up is not None:
+        for slot, down in self.downtracks.items():
+            if not down.ready:
+                continue
+            source = self.sources[slot.role]
+            up = source.track(slot.kind, slot.index) if source is not None else None
+            if up is not None and down.source is not up:
                 up.add(down)
 
     async def close(self) -> None:
@@ -181,7 +210,8 @@ class Sfu:
         return peer
 
     def _peer_connection(self) -> RTCPeerConnection:
-        return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # One transport for every track: a subscription carries several of each kind.
+        return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
     async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
         """Answer a publisher's offer; its tracks become ``UpTrack``s."""
@@ -223,10 +253,10 @@ class Sfu:
         """A subscriber's connection with one audio and one video track; returns its offer."""
         pc = self._peer_connection()
         subscription = Subscription(pc, self.stats, on_failed)
-        for kind in KINDS:
-            transceiver = pc.addTransceiver(IdleTrack(kind), direction="sendonly")
-            transceiver.setCodecPreferences(self._codecs[kind])
-            tap_sender(transceiver.sender, subscription.downtracks[kind], subscription._link)
+        for slot in SLOTS:
+            transceiver = pc.addTransceiver(IdleTrack(slot.kind), direction="sendonly")
+            transceiver.setCodecPreferences(self._codecs[slot.kind])
+            tap_sender(transceiver.sender, subscription.downtracks[slot], subscription._link)
         await pc.setLocalDescription(await pc.createOffer())
         return self._add(subscription), pc.localDescription.sdp
 
@@ -238,19 +268,28 @@ class Sfu:
     ) -> None:
         await self._get(peer, Peer).add_ice_candidate(candidate, sdp_mid, sdp_mline_index)
 
-    async def attach(self, subscription: PeerId, publication: PeerId | None) -> None:
+    async def attach(self, subscription: PeerId, publication: PeerId | None, role: str = "teacher") -> None:
+        if role not in ("teacher", "stage"):
+            raise LookupError(f"No role {role!r}; expected teacher or stage")
+        role = cast(Role, role)
         target = self._get(subscription, Subscription)
         if publication is None:
-            target.attach(None)
+            target.attach(None, role)
             return
         found = self._peers.get(publication)
         if isinstance(found, RelayIngress):
             await asyncio.wait_for(found.ready.wait(), RELAY_READY_TIMEOUT_S)
-            target.attach(found)
+            target.attach(found, role)
         elif isinstance(found, Publication):
-            target.attach(found)
+            target.attach(found, role)
         else:
             raise LookupError(f"No publication {publication!r} here")
+
+    async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
+        """Stop (or resume) forwarding a publication's tracks of ``kind``: a teacher mutes a student."""
+        for up in self._get(publication, Publication).tracks:
+            if up.kind == kind:
+                up.muted = muted
 
     async def open_relay_ingress(self) -> tuple[PeerId, int]:
         ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s)
@@ -302,6 +341,11 @@ class Sfu:
     async def shutdown(self) -> None:
         for peer in list(self._peers):
             await self.close(peer)
+
+
+def nth_track(tracks: list[UpTrack], kind: str, index: int) -> UpTrack | None:
+    of_kind = [t for t in tracks if t.kind == kind]
+    return of_kind[index] if index < len(of_kind) else None
 
 
 def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:

@@ -29,6 +29,7 @@ OPERATIONS = frozenset(
         "accept_answer",
         "add_ice_candidate",
         "attach",
+        "set_muted",
         "close",
         "open_relay_ingress",
         "open_relay_egress",

@@ -75,6 +75,18 @@ class Roster:
 
 
 @dataclass(frozen=True, slots=True)
+class Invited:
+    """To a student: you may publish now (you are on stage)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageChanged:
+    participant_id: str | None  # who is on stage now; None: nobody
+    name: str | None
+    muted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Removed:
     reason: str
 
@@ -93,6 +105,8 @@ Event = (
     | PollResults
     | PollClosed
     | Roster
+    | Invited
+    | StageChanged
     | Removed
     | LessonEnded
 )

@@ -75,6 +75,9 @@ class Room:
         self.away: dict[str, asyncio.TimerHandle] = {}  # dropped, may resume
         self.removed: set[str] = set()  # participants the teacher removed: no way back this lesson
         self.poll: Poll | None = None
+        self.invited: str | None = None  # the student invited on stage
+        self.stage: MediaPeer | None = None  # what that student publishes
+        self.stage_muted = False
         self._stays: dict[str, Stay] = {}  # the open stay of each member
         self._notify_timer: asyncio.TimerHandle | None = None
 
@@ -119,6 +122,8 @@ class Room:
             answers = await self._store.poll_answers(self.name, self.poll.poll_id)
             poll = self.poll
             member.deliver(ev.PollOpened(poll.poll_id, poll.question, poll.options, answers.get(member.participant_id)))
+        if self.stage is not None:
+            member.deliver(self._stage_event())
         self._schedule_notify()
         return resumed
 
@@ -144,6 +149,8 @@ class Room:
             await self._store.record_stay(self.name, Stay(**{**stay.to_dict(), "left_at": time.time()}))
         if self.publisher_id == member.participant_id:
             await self.unpublish(member)
+        if self.invited == member.participant_id:
+            await self.end_turn()
         subscription = self.subscriptions.pop(member.participant_id, None)
         if subscription is not None:
             await self._media.close(subscription)
@@ -207,6 +214,54 @@ class Room:
             counts[choice] += 1
         return ev.PollResults(poll.poll_id, poll.question, poll.options, tuple(counts), len(answers), final)
 
+    # On stage -----------------------------------------------------------------------------------
+
+    def invite(self, participant_id: str) -> None:
+        member = self.members.get(participant_id)
+        if member is None or member.role is not Role.STUDENT:
+            raise ClassroomError("bad_state", f"No student {participant_id!r} in this room")
+        self.invited = participant_id
+        member.deliver(ev.Invited())
+
+    def _stage_event(self) -> ev.StageChanged:
+        member = self.members.get(self.invited or "") if self.stage is not None else None
+        if member is None:
+            return ev.StageChanged(None, None)
+        return ev.StageChanged(member.participant_id, member.name, self.stage_muted)
+
+    async def publish_stage(self, member: Member, offer_sdp: str) -> str:
+        """The invited student's camera and microphone, to every other participant."""
+        if member.participant_id != self.invited:
+            raise ClassroomError("forbidden", "A student may publish only when the teacher invites them on stage")
+
+        def on_failed() -> None:
+            asyncio.ensure_future(self.end_turn())
+
+        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed=on_failed)
+        old, self.stage, self.stage_muted = self.stage, publication, False
+        others = [s for pid, s in self.subscriptions.items() if pid != member.participant_id]
+        await asyncio.gather(*(self._media.attach(s, publication, "stage") for s in others))
+        if old is not None:
+            await self._media.close(old)
+        self._tell(list(self.members.values()), self._stage_event())
+        return answer
+
+    async def end_turn(self) -> None:
+        """The student on stage goes back to watching (or the invitation lapses)."""
+        stage, self.stage, self.invited = self.stage, None, None
+        if stage is None:
+            return
+        await asyncio.gather(*(self._media.attach(s, None, "stage") for s in list(self.subscriptions.values())))
+        await self._media.close(stage)
+        self._tell(list(self.members.values()), ev.StageChanged(None, None))
+
+    async def mute_stage(self, participant_id: str, muted: bool) -> None:
+        if self.stage is None or participant_id != self.invited:
+            raise ClassroomError("bad_state", f"{participant_id!r} is not on stage")
+        await self._media.set_muted(self.stage, "audio", muted)
+        self.stage_muted = muted
+        self._tell(list(self.members.values()), self._stage_event())
+
     async def remove(self, participant_id: str) -> None:
         member = self.members.get(participant_id)
         if member is None:
@@ -219,6 +274,7 @@ class Room:
 
     async def end_lesson(self, by: Member) -> None:
         """Everyone is told and leaves; the broadcast and its recording end."""
+        await self.end_turn()
         if self.publication is not None and self.publisher_id is not None:
             await self.unpublish(self.members.get(self.publisher_id, by))
         self._tell(list(self.members.values()), ev.LessonEnded())
@@ -286,7 +342,9 @@ class Room:
             )
 
     async def _attach_all(self, publication: MediaPeer | None) -> None:
-        await asyncio.gather(*(self._media.attach(s, publication) for s in list(self.subscriptions.values())))
+        """Every subscription but the publisher's own takes the teacher's broadcast."""
+        targets = [s for pid, s in self.subscriptions.items() if publication is None or pid != self.publisher_id]
+        await asyncio.gather(*(self._media.attach(s, publication) for s in targets))
 
     async def _publication_failed(self, member: Member) -> None:
         log.warning("room %s: the teacher's connection failed", self.name)
@@ -301,7 +359,10 @@ class Room:
             await self._media.close(old)
         subscription, offer = await self._media.subscribe(self.name)
         self.subscriptions[member.participant_id] = subscription
-        await self._media.attach(subscription, self.publication)
+        if member.participant_id != self.publisher_id:
+            await self._media.attach(subscription, self.publication)
+        if self.stage is not None and member.participant_id != self.invited:
+            await self._media.attach(subscription, self.stage, "stage")
         return offer
 
     async def accept_answer(self, member: Member, sdp: str) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..media.sfu import SLOTS
+
 MAX_SDP = 60_000
 
 
@@ -132,6 +134,21 @@ class EndLesson(_Message):
     type: Literal["end_lesson"]
 
 
+class Invite(_Message):
+    type: Literal["invite"]
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class EndTurn(_Message):
+    type: Literal["end_turn"]
+
+
+class Mute(_Message):
+    type: Literal["mute"]
+    participant_id: str = Field(min_length=1, max_length=64)
+    muted: bool = True
+
+
 class Ping(_Message):
     type: Literal["ping"]
 
@@ -154,6 +171,9 @@ ClientMessage = Annotated[
     | PollClose
     | Remove
     | EndLesson
+    | Invite
+    | EndTurn
+    | Mute
     | Ping
     | Leave,
     Field(discriminator="type"),
@@ -278,6 +298,17 @@ class PollOpened(_Message):
     poll_id: str
 
 
+class Invited(_Message):
+    type: Literal["invited"] = "invited"
+
+
+class Stage(_Message):
+    type: Literal["stage"] = "stage"
+    participant_id: str | None
+    name: str | None
+    muted: bool = False
+
+
 class Removed(_Message):
     type: Literal["removed"] = "removed"
     reason: str
@@ -291,6 +322,7 @@ class Offer(_Message):
     type: Literal["offer"] = "offer"
     target: Literal["subscribe"] = "subscribe"
     sdp: str
+    slots: list[str] = Field(default_factory=lambda: [slot.name for slot in SLOTS])  # what each m-line carries
 
 
 class PublishAnswer(_Message):

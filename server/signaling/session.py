@@ -99,6 +99,10 @@ class Session:
                 self.send(results)
             case ev.PollClosed(poll_id):
                 self.send(p.PollClosed(poll_id=poll_id))
+            case ev.Invited():
+                self.send(p.Invited())
+            case ev.StageChanged(participant_id, name, muted):
+                self.send(p.Stage(participant_id=participant_id, name=name, muted=muted))
             case ev.Removed(reason):
                 self._gone = True
                 self.send(p.Removed(reason=reason))
@@ -223,11 +227,18 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.NOT_JOINED, f"Expected join first, but got {message.type}")
         try:
             if isinstance(message, p.Publish):
-                self._require(PUBLISHERS, "publish")
-                self.send(p.PublishAnswer(sdp=await room.publish(self, message.sdp)))
+                if self.role in PUBLISHERS:
+                    self.send(p.PublishAnswer(sdp=await room.publish(self, message.sdp)))
+                elif self.role is Role.STUDENT:  # on stage, when invited
+                    self.send(p.PublishAnswer(sdp=await room.publish_stage(self, message.sdp)))
+                else:
+                    self._require(PUBLISHERS, "publish")
             elif isinstance(message, p.Unpublish):
-                self._require(PUBLISHERS, "unpublish")
-                await room.unpublish(self)
+                if self.role is Role.STUDENT and room.invited == self.participant_id:
+                    await room.end_turn()
+                else:
+                    self._require(PUBLISHERS, "unpublish")
+                    await room.unpublish(self)
             elif isinstance(message, p.Subscribe):
                 self._require(SUBSCRIBERS, "subscribe")
                 self.send(p.Offer(sdp=await room.subscribe(self)))
@@ -257,6 +268,15 @@ class Session:
             elif isinstance(message, p.Remove):
                 self._require(PUBLISHERS, "remove a participant")
                 await room.remove(message.participant_id)
+            elif isinstance(message, p.Invite):
+                self._require(PUBLISHERS, "invite a student on stage")
+                room.invite(message.participant_id)
+            elif isinstance(message, p.EndTurn):
+                self._require(PUBLISHERS, "end a student's turn")
+                await room.end_turn()
+            elif isinstance(message, p.Mute):
+                self._require(PUBLISHERS, "mute a participant")
+                await room.mute_stage(message.participant_id, message.muted)
             elif isinstance(message, p.EndLesson):
                 self._require(PUBLISHERS, "end the lesson")
                 await room.end_lesson(self)
