@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from typing import Any
 
@@ -16,13 +17,36 @@ from server.media.seam import route_rtx
 PING_INTERVAL_S = 20.0  # as the web client: the server closes a session silent for 60 s
 
 
+INBOX_LIMIT = 1000  # messages kept unasked for; older ones go (a teacher's roster updates, say)
+
+
 class SignalingClient:
-    """Speaks docs/protocol.md; keeps messages it was not asked for, in order; pings like a browser."""
+    """Speaks docs/protocol.md like a browser: reads every message as it comes (a client that stops
+    reading is dropped by the server), keeps those not asked for yet, and pings."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-        self._keepalive = asyncio.get_running_loop().create_task(self._ping())
+        self.inbox: collections.deque[dict[str, Any]] = collections.deque(maxlen=INBOX_LIMIT)
+        self._arrived = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self._keepalive = loop.create_task(self._ping())
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                self.inbox.append(json.loads(text))
+                self._arrived.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._arrived.set()
+
+    async def wait_closed(self, timeout: float = 5.0) -> int:
+        """The close code, once the server has closed the connection."""
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._reader)
+        return int(self.ws.close_code or 0)
 
     async def _ping(self) -> None:
         try:
@@ -41,16 +65,16 @@ class SignalingClient:
 
     async def expect(self, type_: str, timeout: float = 10.0) -> dict[str, Any]:
         """The next message of ``type_``, keeping any others for later."""
-        for i, message in enumerate(self.inbox):
-            if message["type"] == type_:
-                return self.inbox.pop(i)
         async with asyncio.timeout(timeout):
             while True:
-                message = json.loads(await self.ws.recv())
-                if message["type"] == type_:
-                    return message
-                if message["type"] != "pong":  # answers to our keep-alive
-                    self.inbox.append(message)
+                for message in self.inbox:
+                    if message["type"] == type_:
+                        self.inbox.remove(message)
+                        return message
+                if self._reader.done():
+                    raise ConnectionClosed(None, None)
+                self._arrived.clear()
+                await self._arrived.wait()
 
     async def join(self, room: str, token: str) -> dict[str, Any]:
         await self.send({"type": "join", "room": room, "token": token})
@@ -59,6 +83,7 @@ class SignalingClient:
     async def close(self) -> None:
         self._keepalive.cancel()
         await self.ws.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 def peer() -> RTCPeerConnection:

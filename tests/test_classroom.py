@@ -7,8 +7,6 @@ import csv
 import io
 
 import httpx
-import pytest
-from websockets.exceptions import ConnectionClosed
 
 from .conftest import ServerProcess
 from .peers import SignalingClient
@@ -30,12 +28,7 @@ async def until(client: SignalingClient, type_: str, check, timeout: float = 5.0
 
 
 async def closed_with(client: SignalingClient) -> int:
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(5):
-            while True:
-                await client.ws.recv()
-    assert client.ws.close_code is not None
-    return client.ws.close_code
+    return await client.wait_closed()
 
 
 async def test_chat_reaches_everyone_and_is_limited(server: ServerProcess) -> None:

@@ -28,6 +28,7 @@ from tests.test_browser import (  # noqa: E402
     wait_stats,
 )
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+from tests.test_fallback_browser import RECORD_PEER_CONNECTIONS  # noqa: E402
 
 pytestmark = browser_marks
 
@@ -144,6 +145,15 @@ async def test_hands_poll_chat_remove_and_end(server: Any) -> None:
                 await expect(page.locator("#chat-list")).to_contain_text(HONG)
                 await wait_stats(page, "s.chat === 1")
             await expect(hong.locator("#chat-input")).to_have_value("")
+
+            # Too many messages at once: the server drops one, and the teacher is told so plainly.
+            for i in range(8):
+                await teacher.locator("#chat-input").fill(f"Message {i}")
+                await teacher.locator("#chat-input").press("Enter")
+            await expect(teacher.locator("#chat-status")).to_contain_text("Too fast", timeout=TIMEOUT_MS)
+            await expect(teacher.locator("#chat-status")).to_have_attribute("data-code", "rate_limited")
+            await expect(teacher.locator("#error")).to_be_hidden()
+            await expect(ming.locator("#chat-list")).to_contain_text("Message 0", timeout=TIMEOUT_MS)
             await screenshot_all(pages, "classroom-3-chat")
 
             # The teacher removes Xiao Hong (after a confirm): she is told, and does not reconnect.
@@ -189,6 +199,7 @@ async def test_pages_reconnect_and_resume(server: Any) -> None:
                 viewport={"width": 1280, "height": 800}, permissions=["camera", "microphone"]
             )
             student_ctx = await browser.new_context(viewport={"width": 1000, "height": 700})
+            await student_ctx.add_init_script(RECORD_PEER_CONNECTIONS)
             teacher = log.watch(await teacher_ctx.new_page(), "teacher")
             pages["teacher"] = teacher
             await teacher.goto(teach_url(server, room))
@@ -217,12 +228,14 @@ async def test_pages_reconnect_and_resume(server: Any) -> None:
             # The student's connection drops (no leave): the page says so and comes back by itself.
             await student.evaluate("window.skyclass.dropConnection()")
             await wait_stats(student, "s.state === 'reconnecting'", 5_000)
-            s = await wait_stats(student, "s.reconnects === 1 && s.state === 'connected'")
+            # Back in: a new offer follows the re-join and replaces the old peer connection.
+            s = await wait_stats(student, "s.reconnects === 1 && s.subscriptions === 2 && s.state === 'connected'")
             print(f"\nstudent back: {s['reconnects']} reconnect, {s['subscriptions']} subscriptions")
             assert s["resumed"] is True, s  # the server kept the seat
             assert s["hand"] is True, s  # joined.hand
             assert s["poll"] == {"poll_id": s["poll"]["poll_id"], "answered": 0, "closed": False, "final": False}, s
-            assert s["subscriptions"] == 2, s  # the new offer replaced the old peer connection
+            open_pcs = "window.__pcs.filter((p) => p.signalingState !== 'closed').length"
+            assert await student.evaluate(f"[window.__pcs.length, {open_pcs}]") == [2, 1]  # the old one closed
             await expect(student.locator("#hand")).to_have_attribute("aria-pressed", "true")
             await expect(student.locator("#poll-status")).to_have_text("已提交 Answered")
             await expect(student.locator(".poll-choice").nth(0)).to_be_disabled()

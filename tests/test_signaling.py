@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from .conftest import ServerProcess, start_server, stop_server
 from .peers import SignalingClient
@@ -18,12 +17,7 @@ async def error_of(client: SignalingClient) -> dict[str, object]:
 
 
 async def closed_code(client: SignalingClient) -> int:
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(5):
-            while True:
-                await client.ws.recv()
-    assert client.ws.close_code is not None
-    return client.ws.close_code
+    return await client.wait_closed()
 
 
 async def test_join_and_presence(server: ServerProcess) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 NOTIFY_INTERVAL_S = 0.25  # what teachers watch (count, roster, hands, poll results): at most 4 a second
 RESUME_S = 30.0  # a dropped participant keeps role, hand, answer, subscription and broadcast this long
-ROSTER_LIMIT = 2000  # a roster longer than this is cut (with the total); counts stay exact
+ROSTER_LIMIT = 500  # a roster longer than this is cut (with the total); counts stay exact
 POLL_OPTIONS = 6
 
 
