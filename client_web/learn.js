@@ -10,6 +10,11 @@
 //   video freezes, the slot's recording plays instead, and the page switches back as soon as
 //   the teacher's frames flow again. The subscription keeps running underneath the recording.
 // - null (or a live slot without a recording): live video or the waiting overlay.
+//
+// Beside the video: "Raise hand" (`hand`), the teacher's poll (`poll`, `poll_answer`, final
+// `poll_results`), and the chat. A dropped connection comes back by itself (skyclass.js); the
+// server then offers a fresh subscription, which replaces the old peer connection. `removed`
+// and `lesson_ended` end the page's session for good.
 
 import {
   $,
@@ -23,12 +28,17 @@ import {
   findStat,
   hasWebRTC,
   expose,
+  h,
+  showNotice,
+  ChatBox,
 } from "/static/skyclass.js";
 
 const FRAME_FRESH_MS = 2000; // "live" needs a decoded frame at most this long ago
 const FREEZE_MS = 1500; // live slot: no new frame for this long while live → play the recording
 const JOIN_GRACE_MS = 2500; // joining while the teacher is live: time for the subscription to connect
 const DECIDE_INTERVAL_MS = 200;
+const RESUBSCRIBE_TRIES = 3; // a failed media connection asks for a fresh subscription this often
+const LETTERS = "ABCDEF";
 
 const video = $("video"); // the live video (WebRTC)
 const rec = $("recorded"); // the slot's recording
@@ -41,6 +51,12 @@ const roomEl = $("room");
 const nameEl = $("name");
 const lessonEl = $("lesson");
 const replayLink = $("replay-link");
+const handBtn = $("hand");
+const handNote = $("hand-note");
+const pollCard = $("poll-card");
+const pollChoices = $("poll-choices");
+const pollResults = $("poll-results");
+const pollNote = $("poll-note");
 
 const remoteStream = new MediaStream();
 
@@ -72,12 +88,21 @@ const page = {
   audioPacketsReceived: 0,
   firstFrameMs: null, // ms from navigation start to the first video frame shown (live or recorded)
   firstLiveFrameMs: null, // the same for the live video only
+  // counters of the peer connections replaced so far (after a reconnect), so the totals go on
+  base: { frames: 0, bytes: 0, audio: 0 },
+  subscriptions: 0, // offers taken
+  resubscribes: 0, // `subscribe` sent since the media last connected
+  // the class
+  chat: null, // ChatBox
+  hand: false,
+  // {poll_id, question, options, answered: index | null, closed, results: final poll_results | null, epoch}
+  poll: null,
 };
 
 function pageState() {
   const s = page.signaling;
   if (!s) return "error";
-  if (s.state === "error" || s.state === "closed" || s.state === "connecting") return s.state;
+  if (s.state !== "joined") return s.state; // connecting, reconnecting, closed, error
   if (page.pc && page.media === "connected") return "connected";
   return "joined";
 }
@@ -143,10 +168,21 @@ function stats() {
     switches: page.switches,
     lastSwitchMs: page.lastSwitch ? page.lastSwitch.ms : null,
     lastSwitch: page.lastSwitch ? { ...page.lastSwitch } : null,
+    // the class
+    chat: page.chat ? page.chat.received : 0,
+    hand: page.hand,
+    poll: page.poll
+      ? { poll_id: page.poll.poll_id, answered: page.poll.answered, closed: page.poll.closed, final: !!page.poll.results }
+      : null,
+    reconnects: page.signaling ? page.signaling.reconnects : 0,
+    reconnectAttempts: page.signaling ? page.signaling.attempt : 0, // since the last `joined`
+    resumed: !!(page.signaling && page.signaling.joined && page.signaling.joined.resumed),
+    subscriptions: page.subscriptions,
+    ended: page.signaling ? page.signaling.ended : null,
   };
 }
 
-expose({ stats });
+expose({ stats, dropConnection: () => page.signaling && page.signaling.dropConnection() });
 
 /**
  * Which element should show now, and why: [target, reason, time of the cause].
@@ -223,6 +259,11 @@ const NOTE_TEXT = {
   frozen: "直播画面中断，先播放录播课 The live video stalled — playing the recorded lesson meanwhile",
 };
 
+const ENDED_TEXT = {
+  removed: "您已被老师移出本节课 You were removed from this lesson",
+  lesson_ended: "本节课已结束 The lesson has ended",
+};
+
 function render() {
   const state = pageState();
   showState(state);
@@ -231,7 +272,8 @@ function render() {
   let text;
   if (page.active === "recorded") {
     text = page.recordingFailed ? "录播课无法播放 The recorded lesson cannot be played." : "正在载入录播课… Loading the recorded lesson…";
-  } else if (state === "error" || state === "closed") text = "未连接 Not connected";
+  } else if (state === "error" || state === "closed") text = ENDED_TEXT[page.signaling.ended] || "未连接 Not connected";
+  else if (state === "reconnecting") text = "正在重新连接… Reconnecting…";
   else if (!page.live && page.recordingFailed)
     text = "录播课无法播放，等待老师开始直播 The recorded lesson cannot be played — waiting for the teacher…";
   else if (!page.live) text = "等待老师开始直播 Waiting for the teacher to start…";
@@ -240,6 +282,7 @@ function render() {
   else text = "画面暂时中断，正在恢复… The video paused — reconnecting…";
   if (overlayText.textContent !== text) overlayText.textContent = text;
   overlay.dataset.live = String(page.live);
+  overlay.classList.toggle("stopped", state === "error" || state === "closed");
 
   badge.hidden = src !== "recorded";
   let noteText = "";
@@ -253,6 +296,21 @@ function render() {
   document.body.dataset.source = src;
 
   unmuteBtn.hidden = !(page.autoplayBlocked && shown().muted);
+  renderClass(state);
+}
+
+function renderClass(state) {
+  const inClass = state === "joined" || state === "connected";
+  const student = page.role === "student" || page.role === null;
+  handBtn.hidden = !student;
+  handBtn.disabled = !inClass;
+  handBtn.setAttribute("aria-pressed", String(page.hand));
+  const label = page.hand ? "✋ 放下手 Lower hand" : "✋ 举手 Raise hand";
+  if (handBtn.textContent !== label) handBtn.textContent = label;
+  handBtn.classList.toggle("raised", page.hand);
+  handNote.hidden = !(page.hand && inClass);
+  if (page.chat) page.chat.setEnabled(inClass);
+  renderPoll(inClass);
 }
 
 function showLesson(lesson) {
@@ -357,6 +415,8 @@ async function startPlayback() {
   render();
 }
 
+handBtn.addEventListener("click", toggleHand);
+
 unmuteBtn.addEventListener("click", () => {
   // A click lets this page play sound from now on, the other element included.
   page.autoplayBlocked = false;
@@ -378,40 +438,89 @@ function loadRecording() {
 
 // --- subscription --------------------------------------------------------------------------
 
-function ensurePc() {
-  if (page.pc && page.pc.signalingState !== "closed") return page.pc;
+/**
+ * The peer connection for a new `offer`. Every offer is a new subscription (at join, after a
+ * reconnect, after `subscribe`): the old connection, if any, is closed and replaced.
+ */
+function freshPc(slots) {
+  const old = page.pc;
+  if (old) {
+    page.pc = null;
+    old.close();
+    page.base = { frames: page.framesDecoded, bytes: page.bytesReceived, audio: page.audioPacketsReceived };
+  }
   const pc = newPeerConnection();
   page.pc = pc;
   page.media = pc.connectionState;
   page.trickle = trickleIce(pc, page.signaling, "subscribe");
   pc.addEventListener("track", (ev) => {
+    if (!isTeacherTrack(pc, ev.transceiver, ev.track.kind, slots)) return;
     const old = remoteStream.getTracks().filter((t) => t.kind === ev.track.kind && t !== ev.track);
     for (const t of old) remoteStream.removeTrack(t);
     if (!remoteStream.getTracks().includes(ev.track)) remoteStream.addTrack(ev.track);
     if (video.srcObject !== remoteStream) video.srcObject = remoteStream;
+    if (playing && video.paused) video.play().catch(() => {});
     startPlayback();
   });
   pc.addEventListener("connectionstatechange", () => {
     if (page.pc !== pc) return;
     page.media = pc.connectionState;
+    if (pc.connectionState === "connected") page.resubscribes = 0;
     if (pc.connectionState === "failed") {
-      showError({ code: "media_failed", message: "请刷新页面 Please reload the page.", fatal: true });
+      const s = page.signaling.state;
+      if (s === "reconnecting") {
+        // The re-join brings a fresh offer.
+      } else if (s === "joined" && page.resubscribes < RESUBSCRIBE_TRIES && page.signaling.send({ type: "subscribe" })) {
+        page.resubscribes += 1;
+        console.warn("skyclass: media connection failed; asking for a fresh subscription");
+      } else if (s === "joined") {
+        showError({ code: "media_failed", message: "请刷新页面 Please reload the page.", fatal: true });
+      }
     }
     render();
   });
   return pc;
 }
 
+/**
+ * The teacher's audio or video, as opposed to any further track the offer may carry. The
+ * offer's `slots`, when given, name each m-line ("audio" and "video" are the teacher's);
+ * without them, the first transceiver of each kind is.
+ */
+function isTeacherTrack(pc, transceiver, kind, slots) {
+  const all = pc.getTransceivers();
+  if (Array.isArray(slots) && slots.length) {
+    const i = all.indexOf(transceiver);
+    if (i >= 0 && i < slots.length) return slots[i] === kind;
+  }
+  return all.find((t) => t.receiver.track.kind === kind) === transceiver;
+}
+
+/** The inbound-rtp report of the track shown (the teacher's), else the first of its kind. */
+function inboundFor(report, kind) {
+  const track = remoteStream.getTracks().find((t) => t.kind === kind);
+  if (track) {
+    for (const s of report.values()) {
+      if (s.type === "inbound-rtp" && s.trackIdentifier === track.id) return s;
+    }
+  }
+  return findStat(report, "inbound-rtp", kind);
+}
+
 async function onOffer(msg) {
   if (msg.target !== "subscribe") return;
-  const pc = ensurePc();
+  const pc = freshPc(msg.slots);
+  const trickle = page.trickle;
+  page.subscriptions += 1;
   try {
     await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
+    if (page.pc !== pc) return; // replaced by a newer offer meanwhile
     page.signaling.send({ type: "answer", target: "subscribe", sdp: pc.localDescription.sdp });
-    page.trickle.ready();
+    trickle.ready();
   } catch (e) {
+    if (page.pc !== pc) return;
     console.error("skyclass: subscribe", e);
     showError({ code: "media_failed", message: String(e), fatal: false });
   }
@@ -432,14 +541,25 @@ function onMessage(msg) {
     case "joined": {
       const now = performance.now();
       page.role = msg.role;
-      page.joinedAt = now;
-      page.live = !!msg.live;
-      if (page.live) {
-        page.liveSince = now;
-        page.graceUntil = now + JOIN_GRACE_MS;
+      if (page.joinedAt === null) {
+        page.joinedAt = now;
+        page.live = !!msg.live;
+        if (page.live) {
+          page.liveSince = now;
+          page.graceUntil = now + JOIN_GRACE_MS;
+        } else {
+          page.liveEndedAt = now;
+        }
       } else {
-        page.liveEndedAt = now;
+        // Back after a dropped connection: a fresh subscription offer follows.
+        console.info(`skyclass: back in the classroom (resumed: ${msg.resumed}, hand: ${msg.hand})`);
+        setLive(!!msg.live);
+        page.graceUntil = now + JOIN_GRACE_MS;
+        // A poll still open comes (again) on this connection; one that did not was closed meanwhile.
+        if (page.poll && !page.poll.closed && page.poll.epoch !== page.signaling.epoch) page.poll.closed = true;
       }
+      page.hand = !!msg.hand;
+      page.chat.selfId = msg.participant_id;
       page.lesson = msg.lesson && typeof msg.lesson === "object" ? msg.lesson : null;
       roomEl.textContent = msg.room;
       nameEl.textContent = msg.name || "";
@@ -464,9 +584,163 @@ function onMessage(msg) {
         page.pc.addIceCandidate({ candidate: msg.candidate, sdpMid: msg.sdpMid, sdpMLineIndex: msg.sdpMLineIndex }).catch(() => {});
       }
       break;
+    case "chat":
+      page.chat.add(msg);
+      break;
+    case "poll":
+      onPoll(msg);
+      break;
+    case "poll_closed":
+      if (page.poll && page.poll.poll_id === msg.poll_id) page.poll.closed = true;
+      break;
+    case "poll_results":
+      if (msg.final) onFinalResults(msg);
+      break;
+    case "removed":
+      showNotice("removed");
+      break;
+    case "lesson_ended":
+      showNotice("lesson_ended");
+      break;
   }
   decide();
   render();
+}
+
+/** A non-fatal error that belongs to the chat or the poll; true when shown there. */
+function onError(msg) {
+  if (page.chat.takeError(msg)) return true;
+  const poll = page.poll;
+  if (poll && poll.answeredAt && performance.now() - poll.answeredAt < 5000) {
+    if (msg.code === "already_answered") {
+      poll.already = true;
+      render();
+      return true;
+    }
+    if (msg.code === "bad_state") {
+      poll.closed = true; // the poll ended before the answer arrived
+      render();
+      return true;
+    }
+  }
+  return false;
+}
+
+// --- raised hand ---------------------------------------------------------------------------
+
+function toggleHand() {
+  const raised = !page.hand;
+  if (page.signaling.send({ type: "hand", raised })) page.hand = raised;
+  render();
+}
+
+// --- poll ----------------------------------------------------------------------------------
+
+function onPoll(msg) {
+  const same = page.poll && page.poll.poll_id === msg.poll_id;
+  const answered = Number.isInteger(msg.answered) ? msg.answered : same ? page.poll.answered : null;
+  page.poll = {
+    poll_id: msg.poll_id,
+    question: msg.question,
+    options: Array.isArray(msg.options) ? msg.options : [],
+    answered,
+    answeredAt: same ? page.poll.answeredAt : 0,
+    already: same ? page.poll.already : false,
+    closed: false,
+    results: null,
+    epoch: page.signaling.epoch,
+  };
+  if (same && pollChoices.children.length) return;
+  // A new question: bring the card into view (on a phone it sits under the video).
+  requestAnimationFrame(() => pollCard.scrollIntoView({ block: "nearest", behavior: "smooth" }));
+  pollChoices.replaceChildren(
+    ...page.poll.options.map((option, i) =>
+      h(
+        "button",
+        { type: "button", class: "btn poll-choice", dataset: { choice: i }, onclick: () => answerPoll(i) },
+        h("span", { class: "letter", text: LETTERS[i] }),
+        ` ${option}`,
+      ),
+    ),
+  );
+}
+
+function answerPoll(choice) {
+  const poll = page.poll;
+  if (!poll || poll.answered !== null || poll.closed) return;
+  if (!page.signaling.send({ type: "poll_answer", poll_id: poll.poll_id, choice })) {
+    pollNote.textContent = "现在没有连接，请稍后再选 Not connected — choose again in a moment.";
+    return;
+  }
+  poll.answered = choice;
+  poll.answeredAt = performance.now();
+  render();
+}
+
+function onFinalResults(msg) {
+  if (!page.poll || page.poll.poll_id !== msg.poll_id) {
+    // Results of a poll this page did not see (joined after it opened): show them all the same.
+    page.poll = { ...msg, answered: null, answeredAt: 0, closed: true, results: null, epoch: page.signaling.epoch };
+    pollChoices.replaceChildren();
+  }
+  page.poll.closed = true;
+  page.poll.results = msg;
+}
+
+function renderPoll(inClass) {
+  const poll = page.poll;
+  pollCard.hidden = !poll;
+  if (!poll) return;
+  const q = $("poll-question");
+  if (q.textContent !== poll.question) q.textContent = poll.question;
+  const answered = poll.answered !== null;
+  for (const b of pollChoices.children) {
+    const i = Number(b.dataset.choice);
+    b.disabled = answered || poll.closed || !inClass;
+    b.classList.toggle("chosen", poll.answered === i);
+    b.setAttribute("aria-pressed", String(poll.answered === i));
+  }
+  pollChoices.hidden = !!poll.results;
+  pollResults.hidden = !poll.results;
+  const status = $("poll-status");
+  let label;
+  let state;
+  if (poll.results) [label, state] = ["结果 Results", "results"];
+  else if (poll.closed) [label, state] = ["已结束 Closed", "closed"];
+  else if (answered) [label, state] = ["已提交 Answered", "answered"];
+  else [label, state] = ["请选择 Choose one", "open"];
+  if (status.textContent !== label) status.textContent = label;
+  status.dataset.state = state;
+  pollCard.dataset.state = state;
+  if (poll.results) {
+    const r = poll.results;
+    if (pollResults.dataset.pollId !== r.poll_id) {
+      pollResults.dataset.pollId = r.poll_id;
+      const total = Math.max(1, r.answered);
+      pollResults.replaceChildren(
+        ...r.options.map((option, i) => {
+          const count = r.counts[i] || 0;
+          const pct = Math.round((100 * count) / total);
+          return h(
+            "li",
+            { class: `bar${poll.answered === i ? " mine" : ""}`, dataset: { count } },
+            h("span", { class: "bar-label" }, h("span", { class: "letter", text: LETTERS[i] }), ` ${option}`),
+            h("span", { class: "bar-track" }, h("span", { class: "bar-fill", style: `width: ${r.answered ? pct : 0}%` })),
+            h("span", { class: "bar-count", text: `${count} (${r.answered ? pct : 0}%)` }),
+          );
+        }),
+      );
+    }
+    pollNote.textContent = `共 ${r.answered} 人回答 ${r.answered} answered` + (answered ? " · 您的答案已标出 Yours is marked" : "");
+  } else if (poll.closed) {
+    pollNote.textContent = "投票已结束 The poll has ended.";
+  } else if (poll.already) {
+    pollNote.textContent = "您已经回答过了，第一次的答案有效 You answered already — your first answer counts.";
+  } else if (answered) {
+    pollNote.textContent = "已提交，等待老师公布结果 Answered — waiting for the teacher.";
+  } else {
+    pollNote.textContent = inClass ? "" : "正在重新连接… Reconnecting…";
+  }
 }
 
 function onSignalingChange() {
@@ -486,19 +760,21 @@ poll(async () => {
   const pc = page.pc;
   if (pc && pc.signalingState !== "closed") {
     const report = await pc.getStats();
-    const v = findStat(report, "inbound-rtp", "video");
-    const a = findStat(report, "inbound-rtp", "audio");
+    if (page.pc !== pc) return; // replaced meanwhile: these counters belong to the old one
+    const base = page.base;
+    const v = inboundFor(report, "video");
+    const a = inboundFor(report, "audio");
     if (v) {
-      const frames = v.framesDecoded || 0;
+      const frames = base.frames + (v.framesDecoded || 0);
       if (frames > page.framesDecoded) {
         const now = performance.now();
         if (now - page.lastFrameAt >= FREEZE_MS) page.framesResumedAt = now;
         page.lastFrameAt = now;
       }
       page.framesDecoded = frames;
-      page.bytesReceived = v.bytesReceived || 0;
+      page.bytesReceived = base.bytes + (v.bytesReceived || 0);
     }
-    if (a) page.audioPacketsReceived = a.packetsReceived || 0;
+    if (a) page.audioPacketsReceived = base.audio + (a.packetsReceived || 0);
   }
   decide();
   render();
@@ -514,7 +790,8 @@ setInterval(() => {
 
 function main() {
   const { room, token } = pageParams();
-  page.signaling = new Signaling({ room, token, onMessage, onChange: onSignalingChange });
+  page.signaling = new Signaling({ room, token, onMessage, onChange: onSignalingChange, onError });
+  page.chat = new ChatBox(page.signaling);
   roomEl.textContent = room || "—";
   if (!hasWebRTC()) {
     showError({ code: "no_webrtc", message: "", fatal: true });

@@ -1,10 +1,15 @@
 // Sky Classroom — code shared by the teacher page (teach.js) and the student page (learn.js).
 //
 // Plain ES module, no build step. It speaks the signaling protocol of docs/protocol.md:
-// one websocket at /ws, JSON text frames, `join` first, `ping` every 20 s.
+// one websocket at /ws, JSON text frames, `join` first, `ping` every 20 s. A connection that
+// drops (without `removed`, `lesson_ended` or a fatal error) comes back by itself with the same
+// token; within 30 s the server resumes the session (`joined.resumed`).
 
 export const PING_INTERVAL_MS = 20_000;
+export const PONG_TIMEOUT_MS = 10_000; // no message at all this long after a ping: the connection is dead
 export const STATS_INTERVAL_MS = 250;
+export const RECONNECT_MIN_MS = 500; // then 1 s, 2 s, 4 s, 5 s, 5 s, …
+export const RECONNECT_MAX_MS = 5000;
 
 // --- small DOM helpers -------------------------------------------------------------------
 
@@ -26,6 +31,7 @@ const STATE_LABELS = {
   connecting: "正在连接… Connecting…",
   joined: "已进入教室 Joined",
   connected: "已连接 Connected",
+  reconnecting: "正在重新连接… Reconnecting…",
   closed: "连接已断开 Disconnected",
   error: "出错 Error",
 };
@@ -55,6 +61,8 @@ const ERROR_TEXT = {
   bad_sdp: "浏览器与服务器的媒体设置不兼容 The browser's media setup was not accepted.",
   bad_state: "操作顺序有误，请重试 That did not fit right now — please try again.",
   rate_limited: "操作太频繁 Too many messages — slow down.",
+  already_answered: "这次投票您已经回答过了 You already answered this poll.",
+  removed: "老师已将您移出本节课 The teacher removed you from this lesson.",
   server_full: "服务器已满，请稍后再试 The server is full — please try again later.",
   server_error: "服务器内部错误 Something went wrong on the server.",
   // Client-side problems, same display.
@@ -117,26 +125,170 @@ export function clearError() {
   delete box.dataset.code;
 }
 
-// --- signaling connection ----------------------------------------------------------------
+// --- classroom widgets shared by both pages ----------------------------------------------
+
+/** A small element builder: h("li", {class: "x", dataset: {id}}, "text", child, …). */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+/** "14:05" for epoch seconds. */
+export function clock(at) {
+  const d = new Date(at * 1000);
+  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+}
+
+export const ROLE_LABELS = {
+  teacher: "老师 Teacher",
+  student: "学生 Student",
+  inspector: "督导 Inspector",
+  admin: "管理员 Admin",
+};
+
+const NOTICES = {
+  removed: "老师已将您移出本节课。The teacher removed you from this lesson.",
+  lesson_ended: "本节课已结束，谢谢！The lesson has ended — thank you!",
+};
+
+/** The lasting message at the top of the page (removed, lesson ended). */
+export function showNotice(kind, detail = "") {
+  const box = document.getElementById("notice");
+  if (!box) return;
+  box.replaceChildren(h("p", { class: "notice-title", text: NOTICES[kind] || kind }));
+  if (detail) box.append(h("p", { class: "notice-detail", text: detail }));
+  box.dataset.kind = kind;
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
+}
+
+const CHAT_KEEP = 200; // messages kept on the page
+const CHAT_ERRORS = {
+  rate_limited: "发送太快，这条消息没有发出，请稍等几秒再发。Too fast — this message was not sent. Wait a few seconds.",
+  bad_message: "消息没有发出（最多 500 字）。The message was not sent (500 characters at most).",
+  offline: "现在没有连接，消息没有发出。Not connected — the message was not sent.",
+};
 
 /**
- * One websocket to /ws. Sends `join` on open, pings every 20 s, shows server errors.
+ * The chat: a list, and an input whose Enter sends `chat {text}`.
+ * Elements: #chat-list, #chat-form, #chat-input, #chat-status, #chat-empty.
+ */
+export class ChatBox {
+  constructor(signaling) {
+    this.signaling = signaling;
+    this.list = $("chat-list");
+    this.form = $("chat-form");
+    this.input = $("chat-input");
+    this.status = $("chat-status");
+    this.empty = document.getElementById("chat-empty");
+    this.received = 0;
+    this.selfId = null;
+    this.lastSent = null; // {text, at}: restored to the input when the server drops it
+    this.form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.submit();
+    });
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    if (!text) return;
+    if (!this.signaling.send({ type: "chat", text: text.slice(0, 500) })) {
+      this.problem("offline");
+      return;
+    }
+    this.lastSent = { text, at: performance.now() };
+    this.input.value = "";
+    this.status.hidden = true;
+  }
+
+  /** A server error that belongs to the chat: shown under the input. True when taken. */
+  takeError(msg) {
+    const recent = this.lastSent && performance.now() - this.lastSent.at < 5000;
+    if (!recent || !(msg.code in CHAT_ERRORS)) return false;
+    if (!this.input.value) this.input.value = this.lastSent.text;
+    this.lastSent = null;
+    this.problem(msg.code);
+    return true;
+  }
+
+  problem(code) {
+    this.status.textContent = CHAT_ERRORS[code];
+    this.status.dataset.code = code;
+    this.status.hidden = false;
+  }
+
+  add(msg) {
+    this.received += 1;
+    const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
+    const mine = this.selfId && msg.from_id === this.selfId;
+    const who = h(
+      "span",
+      { class: "chat-who" },
+      h("span", { class: "chat-name", text: msg.name || "?" }),
+      msg.role === "teacher" ? h("span", { class: "chat-role", text: "老师 Teacher" }) : null,
+      mine ? h("span", { class: "chat-role", text: "我 Me" }) : null,
+      h("time", { class: "chat-time", text: clock(msg.at || Date.now() / 1000) }),
+    );
+    const item = h("li", { class: `chat-msg role-${msg.role}${mine ? " mine" : ""}` }, who, h("p", { class: "chat-text", text: msg.text }));
+    this.list.append(item);
+    while (this.list.children.length > CHAT_KEEP) this.list.firstElementChild.remove();
+    if (this.empty) this.empty.hidden = true;
+    if (nearBottom || mine) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  setEnabled(on) {
+    this.input.disabled = !on;
+    for (const b of this.form.querySelectorAll("button")) b.disabled = !on;
+  }
+}
+
+// --- signaling connection ----------------------------------------------------------------
+
+// Close codes that follow a refusal (bad token, wrong room, removed, …): never reconnect after them.
+const REFUSED_CLOSE = (code) => code >= 4400 && code < 4500;
+
+/**
+ * One websocket to /ws. Sends `join` on open, pings every 20 s, shows server errors, and comes
+ * back by itself when the connection drops.
  *
- * `onMessage(msg)` gets every message but `pong`; `onChange()` is called whenever
- * `state` changes: "connecting" → "joined" → "closed" (or "error" after a fatal error).
+ * `onMessage(msg)` gets every message but `pong`; `onChange()` is called whenever `state`
+ * changes: "connecting" → "joined" → "closed" (or "error" after a fatal error), with
+ * "reconnecting" between a dropped connection and the next `joined`. `onError(msg)` may take a
+ * non-fatal server error for itself (return true) instead of the #error box.
+ *
+ * A dropped connection (no `leave`, `removed`, `lesson_ended` or fatal error before it) is
+ * opened again after 0.5 s, 1 s, 2 s, … at most 5 s, with the same room and token.
  */
 export class Signaling {
-  constructor({ room, token, onMessage, onChange }) {
+  constructor({ room, token, onMessage, onChange, onError }) {
     this.room = room;
     this.token = token;
     this.onMessage = onMessage || (() => {});
     this.onChange = onChange || (() => {});
+    this.onError = onError || (() => false);
     this.state = "connecting";
-    this.joined = null; // the `joined` message
+    this.joined = null; // the latest `joined` message
     this.fatal = null; // the fatal error, if any
+    this.ended = null; // "removed" or "lesson_ended": the server let us go for good
     this.ws = null;
     this.pingTimer = null;
+    this.retryTimer = null;
     this.leaving = false;
+    this.epoch = 0; // websockets opened so far; a page can tell what came on the current one
+    this.everJoined = false;
+    this.attempt = 0; // reconnect attempts since the last `joined`
+    this.reconnects = 0; // `joined` again after a dropped connection
   }
 
   get url() {
@@ -145,15 +297,52 @@ export class Signaling {
   }
 
   start() {
+    // pagehide: say goodbye so the server frees our seat at once.
+    window.addEventListener("pagehide", () => this.leave());
+    // Back online: do not wait for the rest of the backoff.
+    window.addEventListener("online", () => {
+      if (this.retryTimer === null) return;
+      clearTimeout(this.retryTimer);
+      this.connect();
+    });
+    this.connect();
+  }
+
+  connect() {
+    this.retryTimer = null;
+    if (this.leaving) return;
     let opened = false;
+    let lastIn = 0; // performance.now() of the last message
+    let pingAt = 0; // … and of the last ping
     const ws = new WebSocket(this.url);
     this.ws = ws;
+    this.epoch += 1;
     ws.addEventListener("open", () => {
+      if (ws !== this.ws) return;
       opened = true;
       this.send({ type: "join", room: this.room, token: this.token });
-      this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
+      clearInterval(this.pingTimer);
+      this.pingTimer = setInterval(() => {
+        if (ws !== this.ws) return;
+        if (pingAt && lastIn < pingAt && performance.now() - pingAt > PONG_TIMEOUT_MS) {
+          // Not even a pong since the last ping: the network is gone without the socket noticing.
+          console.warn("skyclass: no answer from the server; reconnecting");
+          this.ws = null;
+          try {
+            ws.close();
+          } catch {
+            /* already closed */
+          }
+          this.closed({ code: 1006 }, true);
+          return;
+        }
+        pingAt = performance.now();
+        this.send({ type: "ping" });
+      }, PING_INTERVAL_MS);
     });
     ws.addEventListener("message", (ev) => {
+      if (ws !== this.ws) return;
+      lastIn = performance.now();
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -165,14 +354,27 @@ export class Signaling {
       if (msg.type === "pong") return;
       if (msg.type === "joined") {
         this.joined = msg;
+        if (this.everJoined) this.reconnects += 1;
+        this.everJoined = true;
+        this.attempt = 0;
         this.setState("joined");
+      } else if (msg.type === "removed" || msg.type === "lesson_ended") {
+        this.ended = msg.type; // the server closes the socket next; no coming back
       } else if (msg.type === "error") {
         console.warn("skyclass: server error", msg);
         if (msg.fatal) {
           this.fatal = msg;
           this.setState("error");
+          showError(msg);
+        } else {
+          let taken = false;
+          try {
+            taken = this.onError(msg) === true;
+          } catch (e) {
+            console.error("skyclass: handling error", e);
+          }
+          if (!taken) showError(msg);
         }
-        showError(msg);
       }
       try {
         this.onMessage(msg);
@@ -181,27 +383,41 @@ export class Signaling {
       }
     });
     ws.addEventListener("close", (ev) => {
-      clearInterval(this.pingTimer);
-      this.pingTimer = null;
-      if (this.state === "error") {
-        this.onChange();
-        return;
-      }
-      if (!this.leaving) {
-        if (!opened) showError({ code: "no_server", message: "", fatal: true });
-        else if (ev.code >= 4000) showError({ code: "disconnected", message: `close code ${ev.code}`, fatal: true });
-        else showError({ code: "disconnected", message: "", fatal: true });
-      }
-      this.setState("closed");
+      if (ws !== this.ws) return;
+      this.closed(ev, opened);
     });
-    // pagehide: say goodbye so the server frees our seat at once.
-    window.addEventListener("pagehide", () => this.leave());
+  }
+
+  /** The current socket is gone: reconnect, or settle on "closed". */
+  closed(ev, opened) {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    if (this.state === "error") {
+      this.onChange();
+      return;
+    }
+    if (this.leaving || this.ended) {
+      this.setState("closed");
+      return;
+    }
+    if (this.everJoined && !REFUSED_CLOSE(ev.code)) {
+      const delay = Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS);
+      this.attempt += 1;
+      console.info(`skyclass: connection lost (code ${ev.code}); reconnecting in ${delay} ms`);
+      this.setState("reconnecting");
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+      return;
+    }
+    if (!opened) showError({ code: "no_server", message: "", fatal: true });
+    else if (ev.code >= 4000) showError({ code: "disconnected", message: `close code ${ev.code}`, fatal: true });
+    else showError({ code: "disconnected", message: "", fatal: true });
+    this.setState("closed");
   }
 
   setState(state) {
     if (this.state === state) return;
     // "error" sticks: a fatal error is followed by the server closing the socket.
-    if (this.state === "error" && state === "closed") return;
+    if (this.state === "error" && (state === "closed" || state === "reconnecting")) return;
     this.state = state;
     this.onChange();
   }
@@ -214,9 +430,23 @@ export class Signaling {
     return false;
   }
 
+  /** For tests: lose the connection as a phone losing its network would (no `leave`). */
+  dropConnection() {
+    try {
+      this.ws?.close(4000, "dropped by the page");
+    } catch {
+      /* already closed */
+    }
+  }
+
   leave() {
     if (this.leaving) return;
     this.leaving = true;
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.setState("closed");
+    }
     this.send({ type: "leave" });
     try {
       this.ws?.close(1000);

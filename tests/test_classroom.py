@@ -192,3 +192,20 @@ async def test_admins_issue_tokens_over_rest(server: ServerProcess) -> None:
     client = await SignalingClient.connect(server.ws_url)
     assert (await client.join("class-rest", issued.json()["token"]))["name"] == "Wei"
     await client.close()
+
+
+async def test_a_reconnect_before_the_drop_is_noticed_takes_over(server: ServerProcess) -> None:
+    room = "class-takeover"
+    teacher = await joined(server, room, "teacher", "Ms Li")
+    token = server.token(room, "student", "Wei")
+    old = await joined(server, room, "student", "Wei", token)
+    await old.send({"type": "hand", "raised": True})
+    await until(teacher, "hands", lambda m: m["raised"])
+    new = await SignalingClient.connect(server.ws_url)  # the old socket is still open on the server
+    again = await new.join(room, token)
+    assert (again["resumed"], again["hand"]) == (True, True)
+    assert await closed_with(old) == 4409
+    await teacher.send({"type": "poll_open", "question": "?", "options": ["a", "b"]})
+    assert (await teacher.expect("poll_opened"))["poll_id"] == (await new.expect("poll"))["poll_id"]
+    for client in (teacher, new):
+        await client.close()

@@ -10,12 +10,13 @@ Needs /usr/bin/chromium (never `playwright install`). Run one browser test at a 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 pytest.importorskip("playwright.async_api")
-from playwright.async_api import Dialog, Page, expect  # noqa: E402
+from playwright.async_api import Dialog, Page, WebSocketRoute, expect  # noqa: E402
 
 from tests.test_browser import (  # noqa: E402
     TIMEOUT_MS,
@@ -248,6 +249,33 @@ async def test_pages_reconnect_and_resume(server: Any) -> None:
                 timeout=TIMEOUT_MS,
             )
 
+            # A longer outage: the reconnects fail for a while (the page backs off), and the teacher
+            # sees the student greyed out as away; then the network is back and the seat with it.
+            blocked = [True]
+
+            async def network(ws: WebSocketRoute) -> None:
+                if blocked[0]:
+                    await ws.close()
+                else:
+                    ws.connect_to_server()
+
+            await student.route_web_socket("**/ws", network)
+            await student.evaluate("window.skyclass.dropConnection()")
+            await wait_stats(student, "s.state === 'reconnecting'", 5_000)
+            await expect(student.locator("#state")).to_contain_text("Reconnecting")
+            row = roster_row(teacher, MING)
+            await expect(row).to_have_class(re.compile(r"\baway\b"), timeout=TIMEOUT_MS)
+            await expect(row.locator(".r-away")).to_be_visible()
+            await wait_stats(teacher, "s.hands === 1")  # the hand stays raised while away
+            await wait_stats(student, "s.reconnectAttempts >= 3 && s.state === 'reconnecting'")  # two refused
+            blocked[0] = False
+            s = await wait_stats(student, "s.reconnects === 2 && s.subscriptions === 3 && s.state === 'connected'")
+            assert s["resumed"] is True and s["hand"] is True, s
+            print("\n".join(line for line in log.lines if "reconnecting in" in line))
+            await expect(row).not_to_have_class(re.compile(r"\baway\b"), timeout=TIMEOUT_MS)
+            frames = s["framesDecoded"]
+            await wait_stats(student, f"s.source === 'live' && s.framesDecoded > {frames + 10}")
+
             # The teacher's connection drops: the broadcast goes on, the page comes back to it.
             await teacher.evaluate("window.skyclass.dropConnection()")
             s = await wait_stats(teacher, "s.reconnects === 1 && s.state === 'connected' && s.publishing")
@@ -255,7 +283,7 @@ async def test_pages_reconnect_and_resume(server: Any) -> None:
             s = await wait_stats(teacher, "s.poll !== null && s.poll.answered === 1 && s.hands === 1")
             frames = (await stats(student))["framesDecoded"]
             s = await wait_stats(student, f"s.source === 'live' && s.framesDecoded > {frames + 10}")
-            assert s["reconnects"] == 1 and s["live"] is True, s
+            assert s["reconnects"] == 2 and s["live"] is True, s
             await teacher.locator("#chat-input").fill("Back again")
             await teacher.locator("#chat-input").press("Enter")
             await expect(student.locator("#chat-list")).to_contain_text("Back again", timeout=TIMEOUT_MS)

@@ -96,6 +96,11 @@ class LessonEnded:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """This session was taken over by the same participant's newer one (a reconnect)."""
+
+
 Event = (
     BroadcastChanged
     | Presence
@@ -109,4 +114,5 @@ Event = (
     | StageChanged
     | Removed
     | LessonEnded
+    | Replaced
 )

@@ -99,12 +99,14 @@ class Room:
         if member.participant_id in self.removed:
             raise ClassroomError("removed", "The teacher removed you from this lesson")
         timer = self.away.pop(member.participant_id, None)
-        resumed = timer is not None
         if timer is not None:
             timer.cancel()
         previous = self.members.get(member.participant_id)
-        if previous is not None and previous is not member and not resumed:
-            await self.leave(previous)  # the same person again: the newer session wins
+        if previous is not None and previous is not member and timer is None:
+            # The same person again before we noticed the old connection drop: the newer session
+            # takes over everything (a reconnect), the old one is closed.
+            previous.deliver(ev.Replaced())
+        resumed = previous is not None and previous is not member
         self.members[member.participant_id] = member
         if not resumed:
             now = time.time()
@@ -117,7 +119,7 @@ class Room:
             member.deliver(ev.Presence(await self._store.count(self.name, Role.STUDENT)))
             member.deliver(await self._hands())
             if self.poll is not None:
-                member.deliver(await self._poll_results(final=False))
+                member.deliver(await self._poll_results(final=not self.poll.open))
         elif self.poll is not None and self.poll.open:
             answers = await self._store.poll_answers(self.name, self.poll.poll_id)
             poll = self.poll

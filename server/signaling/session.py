@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 60.0  # clients ping every 20 s
 OUTBOX_LIMIT = 256  # messages queued for a client that does not read; then it is dropped
 CHAT_RATE_PER_S, CHAT_BURST = 1.0, 5  # per participant
+CLOSE_REPLACED = 4409  # the same participant joined again on a newer connection
 
 
 class TokenBucket:
@@ -60,6 +61,7 @@ class Session:
         self._bucket = TokenBucket(settings.message_rate_per_s, settings.message_burst, time.monotonic())
         self.room: Room | None = None
         self._gone = False  # left on purpose (leave, removed, lesson ended): no resuming
+        self._held: list[Any] | None = None
         self._chat_bucket = TokenBucket(CHAT_RATE_PER_S, CHAT_BURST, time.monotonic())
         self.participant_id = ""
         self.name = ""
@@ -111,10 +113,19 @@ class Session:
                 self._gone = True
                 self.send(p.LessonEnded())
                 asyncio.ensure_future(self._close(1000))
+            case ev.Replaced():
+                self._gone = True
+                asyncio.ensure_future(self._close(CLOSE_REPLACED))
 
     # Plumbing -------------------------------------------------------------------------------------
 
     def send(self, message: Any) -> None:
+        if self._held is not None:  # joining: room events wait until `joined` has gone out
+            self._held.append(message)
+            return
+        self._put(message)
+
+    def _put(self, message: Any) -> None:
         try:
             self._outbox.put_nowait(p.encode(message))
         except asyncio.QueueFull:
@@ -258,7 +269,7 @@ class Session:
                 await room.set_hand(self, message.raised)
             elif isinstance(message, p.PollOpen):
                 self._require(PUBLISHERS, "open a poll")
-                room.open_poll(message.question, message.options)
+                self.send(p.PollOpened(poll_id=room.open_poll(message.question, message.options)))
             elif isinstance(message, p.PollAnswer):
                 self._require(frozenset({Role.STUDENT}), "answer a poll")
                 await room.answer_poll(self, message.poll_id, message.choice)
@@ -308,11 +319,15 @@ class Session:
         if len(self._sessions) > self._settings.max_sessions:
             raise p.ProtocolError(p.ErrorCode.SERVER_FULL, "The server is full; retry in 5 s", fatal=True)
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
+        self._held = []
         try:
             room, resumed = await self._rooms.join(grant.room, self)
         except ClassroomError as exc:
+            self._held = None
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
         self.room = room
+        hand = await room.hand_raised(self.participant_id)
+        held, self._held = self._held, None
         lesson = self._schedule.lesson_now(grant.room)
         self.send(
             p.Joined(
@@ -323,8 +338,10 @@ class Session:
                 live=room.live,
                 lesson=p.Lesson.model_validate(lesson) if lesson else None,
                 resumed=resumed,
-                hand=await room.hand_raised(self.participant_id),
+                hand=hand,
             )
         )
+        for message in held:
+            self.send(message)
         if self.role in SUBSCRIBERS:
             self.send(p.Offer(sdp=await room.subscribe(self)))
