@@ -36,6 +36,7 @@ async def test_join_and_presence(server: ServerProcess) -> None:
     while not counts or counts[-1] != 3:
         counts.append((await teacher.expect("presence"))["students"])
     assert len(counts) < 3, f"presence was not coalesced: {counts}"
+    assert (await students[2].expect("presence"))["students"] >= 1  # the class hears its size too
     await students[0].send({"type": "leave"})
     assert await closed_code(students[0]) == 1000
     assert (await teacher.expect("presence"))["students"] == 2

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 NOTIFY_INTERVAL_S = 0.25  # what teachers watch (count, roster, hands, poll results): at most 4 a second
 RESUME_S = 30.0  # a dropped participant keeps role, hand, answer, subscription and broadcast this long
+CLASS_PRESENCE_INTERVAL_S = 5.0  # students and inspectors hear the class size at most this often
 ROSTER_LIMIT = 500  # a roster longer than this is cut (with the total); counts stay exact
 POLL_OPTIONS = 6
 
@@ -80,6 +81,7 @@ class Room:
         self.stage_muted = False
         self._stays: dict[str, Stay] = {}  # the open stay of each member
         self._notify_timer: asyncio.TimerHandle | None = None
+        self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
 
     @property
     def live(self) -> bool:
@@ -405,6 +407,12 @@ class Room:
 
     async def _notify(self) -> None:
         self._notify_timer = None
+        students = await self._store.count(self.name, Role.STUDENT)
+        now = time.monotonic()
+        if now - self._class_told_at >= CLASS_PRESENCE_INTERVAL_S:  # the class gets the count, rarely
+            self._class_told_at = now
+            class_members = [m for m in self.members.values() if m.role not in SEES_PRESENCE]
+            self._tell(class_members, ev.Presence(students))
         watchers = list(self._watchers())
         if not watchers:
             return
@@ -420,7 +428,7 @@ class Room:
             ),
             len(listed),
         )
-        updates: list[ev.Event] = [ev.Presence(await self._store.count(self.name, Role.STUDENT)), roster, hands]
+        updates: list[ev.Event] = [ev.Presence(students), roster, hands]
         if self.poll is not None and self.poll.open:
             updates.append(await self._poll_results(final=False))
         for event in updates:
