@@ -11,6 +11,15 @@
 //   the teacher's frames flow again. The subscription keeps running underneath the recording.
 // - null (or a live slot without a recording): live video or the waiting overlay.
 //
+// The offer's `slots` name its m-lines: "audio" and "video" (the teacher's microphone and camera)
+// play in the main video; "screen" (the teacher's shared screen) takes the main place while its
+// frames flow, the camera then small in a corner; "stage_audio" and "stage_video" (the student on
+// stage, named by `stage`) play in a tile under it.
+//
+// `invited`: the teacher invites this student on stage. "Go on stage" publishes the camera and
+// microphone on a second peer connection (`publish`, answered by `answer {target: "publish"}`);
+// "Leave stage" sends `unpublish`. A `stage` naming someone else (or nobody) ends our turn.
+//
 // Beside the video: "Raise hand" (`hand`), the teacher's poll (`poll`, `poll_answer`, final
 // `poll_results`), and the chat. A dropped connection comes back by itself (skyclass.js); the
 // server then offers a fresh subscription, which replaces the old peer connection. `removed`
@@ -21,6 +30,7 @@ import {
   pageParams,
   showState,
   showError,
+  clearError,
   Signaling,
   newPeerConnection,
   trickleIce,
@@ -28,6 +38,9 @@ import {
   findStat,
   hasWebRTC,
   expose,
+  slotOf,
+  inboundBySlot,
+  replaceTrack,
   h,
   showNotice,
   ChatBox,
@@ -38,6 +51,11 @@ const FREEZE_MS = 1500; // live slot: no new frame for this long while live → 
 const JOIN_GRACE_MS = 2500; // joining while the teacher is live: time for the subscription to connect
 const DECIDE_INTERVAL_MS = 200;
 const RESUBSCRIBE_TRIES = 3; // a failed media connection asks for a fresh subscription this often
+// The shared screen shows while its frames flow. A still screen still brings a frame about every
+// second (the sender repeats frames of an idle screen), so a longer gap means it stopped.
+const SCREEN_STALE_MS = 3000;
+const STAGE_FRESH_MS = 2000;
+const ICE_GATHER_WAIT_MS = 1500; // going on stage: candidates gathered this long go in the offer
 const LETTERS = "ABCDEF";
 
 const video = $("video"); // the live video (WebRTC)
@@ -57,8 +75,25 @@ const pollCard = $("poll-card");
 const pollChoices = $("poll-choices");
 const pollResults = $("poll-results");
 const pollNote = $("poll-note");
+const stageBox = $("main-stage"); // the teacher's video area
+const screenVideo = $("screen");
+const stageTile = $("stage-tile");
+const stageVideo = $("stage-video");
+const stageName = $("stage-name");
+const stageMutedEl = $("stage-muted");
+const stageWaiting = $("stage-waiting");
+const inviteCard = $("invite-card");
+const goBtn = $("go-on-stage");
+const declineBtn = $("decline-stage");
+const meCard = $("me-card");
+const meStatus = $("me-status");
+const meMuted = $("me-muted");
+const selfVideo = $("self-video");
+const leaveBtn = $("leave-stage");
 
-const remoteStream = new MediaStream();
+const remoteStream = new MediaStream(); // the teacher's microphone and camera
+const screenStream = new MediaStream(); // the teacher's shared screen
+const stageStream = new MediaStream(); // the student on stage
 
 const page = {
   signaling: null,
@@ -68,6 +103,7 @@ const page = {
   liveEndedAt: -Infinity, // performance.now() when `live` last became false (or joined with false)
   graceUntil: -Infinity, // joined while live: no freeze before this time
   pc: null, // the subscribe connection
+  slots: null, // the offer's slots
   trickle: null,
   media: "new", // subscribe pc connectionState
   autoplayBlocked: false,
@@ -89,7 +125,23 @@ const page = {
   firstFrameMs: null, // ms from navigation start to the first video frame shown (live or recorded)
   firstLiveFrameMs: null, // the same for the live video only
   // counters of the peer connections replaced so far (after a reconnect), so the totals go on
-  base: { frames: 0, bytes: 0, audio: 0 },
+  base: { frames: 0, bytes: 0, audio: 0, screen: 0, stage: 0, stageAudio: 0 },
+  // the teacher's shared screen
+  screenFrames: 0,
+  screenLastFrameAt: -Infinity,
+  // the student on stage
+  participantId: null,
+  stage: null, // {participant_id, name, muted} from `stage`
+  stageEpoch: 0, // the websocket (signaling.epoch) the last `stage` came on
+  stageSince: -Infinity,
+  stageFrames: 0,
+  stageLastFrameAt: -Infinity,
+  stageAudioPackets: 0,
+  // this student on stage
+  invitation: false, // `invited` came; the prompt shows
+  onStage: false, // the server says we are on stage
+  pub: null, // {pc, stream, trickle, sent, trickling, awaiting, media, framesEncoded}: our camera and microphone
+  publishIce: 0, // trickled `ice {target: "publish"}` not answered yet (see onError)
   subscriptions: 0, // offers taken
   resubscribes: 0, // `subscribe` sent since the media last connected
   // the class
@@ -179,7 +231,28 @@ function stats() {
     resumed: !!(page.signaling && page.signaling.joined && page.signaling.joined.resumed),
     subscriptions: page.subscriptions,
     ended: page.signaling ? page.signaling.ended : null,
+    // the shared screen, the student on stage, and this student on stage
+    screen: screenShown() ? { framesDecoded: page.screenFrames, videoWidth: screenVideo.videoWidth } : null,
+    stage: page.stage
+      ? {
+          participant_id: page.stage.participant_id,
+          name: page.stage.name,
+          muted: page.stage.muted,
+          framesDecoded: page.stageFrames,
+          videoWidth: stageVideo.videoWidth,
+          audioPacketsReceived: page.stageAudioPackets,
+        }
+      : null,
+    invited: page.invitation,
+    onStage: page.onStage,
+    publishing: !!page.pub,
+    publish: page.pub ? { media: page.pub.media, framesEncoded: page.pub.framesEncoded, answered: !page.pub.awaiting } : null,
   };
+}
+
+/** The teacher's shared screen takes the main place: its frames flow, and the live video shows. */
+function screenShown(now = performance.now()) {
+  return page.active === "live" && page.live && now - page.screenLastFrameAt < SCREEN_STALE_MS && screenVideo.videoWidth > 0;
 }
 
 expose({ stats, dropConnection: () => page.signaling && page.signaling.dropConnection() });
@@ -295,8 +368,38 @@ function render() {
   if (note.textContent !== noteText) note.textContent = noteText;
   document.body.dataset.source = src;
 
-  unmuteBtn.hidden = !(page.autoplayBlocked && shown().muted);
+  unmuteBtn.hidden = !(page.autoplayBlocked && (shown().muted || (!!page.stage && stageVideo.muted)));
+  const sharing = screenShown();
+  stageBox.classList.toggle("sharing", sharing);
+  screenVideo.hidden = !sharing;
   renderClass(state);
+  renderStage(state);
+}
+
+function renderStage(state) {
+  const inClass = state === "joined" || state === "connected";
+  const me = page.participantId;
+  const stage = page.stage;
+  const other = !!stage && stage.participant_id !== me;
+  stageTile.hidden = !other;
+  if (other) {
+    if (stageName.textContent !== stage.name) stageName.textContent = stage.name;
+    stageMutedEl.hidden = !stage.muted;
+    const flowing = page.stageLastFrameAt > page.stageSince && performance.now() - page.stageLastFrameAt < STAGE_FRESH_MS && stageVideo.videoWidth > 0;
+    stageWaiting.hidden = flowing;
+  }
+  inviteCard.hidden = !(page.invitation && !page.pub && inClass);
+  goBtn.disabled = declineBtn.disabled = !inClass;
+  meCard.hidden = !page.pub && !page.onStage;
+  let status;
+  if (page.onStage && page.pub && page.pub.media === "connected") status = "你在台上，全班都能看到、听到你 You are on stage — everyone sees and hears you";
+  else if (page.pub && page.pub.media === "failed") status = "上台失败 Could not go on stage";
+  else if (page.onStage && !page.pub) status = "你在台上 You are on stage";
+  else status = "正在上台… Going on stage…";
+  if (meStatus.textContent !== status) meStatus.textContent = status;
+  meCard.dataset.state = page.onStage ? "on-stage" : "joining";
+  meMuted.hidden = !(page.onStage && stage && stage.participant_id === me && stage.muted);
+  leaveBtn.disabled = !page.pub && !page.onStage;
 }
 
 function renderClass(state) {
@@ -423,8 +526,19 @@ unmuteBtn.addEventListener("click", () => {
   const el = shown();
   el.muted = false;
   el.play().catch(() => {});
+  if (page.stage && stageVideo.srcObject) {
+    stageVideo.muted = false;
+    stageVideo.play().catch(() => {});
+  }
   render();
 });
+goBtn.addEventListener("click", goOnStage);
+declineBtn.addEventListener("click", declineStage);
+leaveBtn.addEventListener("click", leaveStage);
+for (const ev of ["resize", "playing"]) {
+  screenVideo.addEventListener(ev, render);
+  stageVideo.addEventListener(ev, render);
+}
 
 function loadRecording() {
   const r = recording();
@@ -447,20 +561,37 @@ function freshPc(slots) {
   if (old) {
     page.pc = null;
     old.close();
-    page.base = { frames: page.framesDecoded, bytes: page.bytesReceived, audio: page.audioPacketsReceived };
+    page.base = {
+      frames: page.framesDecoded,
+      bytes: page.bytesReceived,
+      audio: page.audioPacketsReceived,
+      screen: page.screenFrames,
+      stage: page.stageFrames,
+      stageAudio: page.stageAudioPackets,
+    };
   }
   const pc = newPeerConnection();
   page.pc = pc;
+  page.slots = Array.isArray(slots) ? slots : null;
   page.media = pc.connectionState;
   page.trickle = trickleIce(pc, page.signaling, "subscribe");
   pc.addEventListener("track", (ev) => {
-    if (!isTeacherTrack(pc, ev.transceiver, ev.track.kind, slots)) return;
-    const old = remoteStream.getTracks().filter((t) => t.kind === ev.track.kind && t !== ev.track);
-    for (const t of old) remoteStream.removeTrack(t);
-    if (!remoteStream.getTracks().includes(ev.track)) remoteStream.addTrack(ev.track);
-    if (video.srcObject !== remoteStream) video.srcObject = remoteStream;
-    if (playing && video.paused) video.play().catch(() => {});
-    startPlayback();
+    if (page.pc !== pc) return;
+    const slot = slotOf(pc, ev.transceiver, slots);
+    if (slot === "audio" || slot === "video") {
+      replaceTrack(remoteStream, ev.track);
+      if (video.srcObject !== remoteStream) video.srcObject = remoteStream;
+      if (playing && video.paused) video.play().catch(() => {});
+      startPlayback();
+    } else if (slot === "screen") {
+      replaceTrack(screenStream, ev.track);
+      if (screenVideo.srcObject !== screenStream) screenVideo.srcObject = screenStream;
+      screenVideo.play().catch(() => {}); // no sound: it is muted
+    } else if (slot === "stage_audio" || slot === "stage_video") {
+      replaceTrack(stageStream, ev.track);
+      if (stageVideo.srcObject !== stageStream) stageVideo.srcObject = stageStream;
+      if (stageVideo.paused) playWithSound(stageVideo);
+    }
   });
   pc.addEventListener("connectionstatechange", () => {
     if (page.pc !== pc) return;
@@ -482,33 +613,13 @@ function freshPc(slots) {
   return pc;
 }
 
-/**
- * The teacher's audio or video, as opposed to any further track the offer may carry. The
- * offer's `slots`, when given, name each m-line ("audio" and "video" are the teacher's);
- * without them, the first transceiver of each kind is.
- */
-function isTeacherTrack(pc, transceiver, kind, slots) {
-  const all = pc.getTransceivers();
-  if (Array.isArray(slots) && slots.length) {
-    const i = all.indexOf(transceiver);
-    if (i >= 0 && i < slots.length) return slots[i] === kind;
-  }
-  return all.find((t) => t.receiver.track.kind === kind) === transceiver;
-}
-
-/** The inbound-rtp report of the track shown (the teacher's), else the first of its kind. */
-function inboundFor(report, kind) {
-  const track = remoteStream.getTracks().find((t) => t.kind === kind);
-  if (track) {
-    for (const s of report.values()) {
-      if (s.type === "inbound-rtp" && s.trackIdentifier === track.id) return s;
-    }
-  }
-  return findStat(report, "inbound-rtp", kind);
-}
-
 async function onOffer(msg) {
   if (msg.target !== "subscribe") return;
+  // Back after a dropped connection: `stage` comes before the offer when someone is on stage.
+  if (page.stageEpoch !== page.signaling.epoch) {
+    if (page.onStage) stopPublishing(); // our turn ended while we were away
+    if (page.stage) setStage(null);
+  }
   const pc = freshPc(msg.slots);
   const trickle = page.trickle;
   page.subscriptions += 1;
@@ -559,6 +670,7 @@ function onMessage(msg) {
         if (page.poll && !page.poll.closed && page.poll.epoch !== page.signaling.epoch) page.poll.closed = true;
       }
       page.hand = !!msg.hand;
+      page.participantId = msg.participant_id;
       page.chat.selfId = msg.participant_id;
       page.lesson = msg.lesson && typeof msg.lesson === "object" ? msg.lesson : null;
       roomEl.textContent = msg.room;
@@ -582,7 +694,18 @@ function onMessage(msg) {
     case "ice":
       if (msg.target === "subscribe" && page.pc && msg.candidate) {
         page.pc.addIceCandidate({ candidate: msg.candidate, sdpMid: msg.sdpMid, sdpMLineIndex: msg.sdpMLineIndex }).catch(() => {});
+      } else if (msg.target === "publish" && page.pub && msg.candidate) {
+        page.pub.pc.addIceCandidate({ candidate: msg.candidate, sdpMid: msg.sdpMid, sdpMLineIndex: msg.sdpMLineIndex }).catch(() => {});
       }
+      break;
+    case "answer":
+      onPublishAnswer(msg);
+      break;
+    case "invited":
+      onInvited();
+      break;
+    case "stage":
+      onStage(msg);
       break;
     case "chat":
       page.chat.add(msg);
@@ -607,9 +730,25 @@ function onMessage(msg) {
   render();
 }
 
-/** A non-fatal error that belongs to the chat or the poll; true when shown there. */
+/** A non-fatal error that belongs to the chat, the poll or going on stage; true when shown there. */
 function onError(msg) {
   if (page.chat.takeError(msg)) return true;
+  const pub = page.pub;
+  if (pub && pub.sent && pub.awaiting && ["forbidden", "bad_sdp", "bad_state", "server_error"].includes(msg.code)) {
+    // Our publish was refused: the teacher withdrew the invitation (or invited someone else).
+    console.warn("skyclass: going on stage refused", msg);
+    stopPublishing();
+    showError(msg.code === "forbidden" || msg.code === "bad_state" ? { ...msg, code: "invitation_lapsed" } : msg);
+    render();
+    return true;
+  }
+  if (msg.code === "bad_state" && page.publishIce > 0 && /publish/.test(msg.message || "")) {
+    // A candidate trickled for our stage connection that the server did not take (it reads
+    // the candidates in the offer): nothing for the student to do.
+    page.publishIce -= 1;
+    console.debug("skyclass: publish candidate not taken:", msg.message);
+    return true;
+  }
   const poll = page.poll;
   if (poll && poll.answeredAt && performance.now() - poll.answeredAt < 5000) {
     if (msg.code === "already_answered") {
@@ -624,6 +763,166 @@ function onError(msg) {
     }
   }
   return false;
+}
+
+// --- on stage ------------------------------------------------------------------------------
+
+function setStage(stage) {
+  const before = page.stage ? page.stage.participant_id : null;
+  page.stage = stage;
+  if (stage && stage.participant_id !== before) page.stageSince = performance.now();
+  if (stage && stage.participant_id !== page.participantId && stageVideo.srcObject && stageVideo.paused) playWithSound(stageVideo);
+}
+
+function onStage(msg) {
+  page.stageEpoch = page.signaling.epoch;
+  const stage = msg.participant_id ? { participant_id: msg.participant_id, name: msg.name || "", muted: !!msg.muted } : null;
+  setStage(stage);
+  if (stage && stage.participant_id === page.participantId) {
+    page.onStage = true;
+    page.invitation = false;
+    return;
+  }
+  // Someone else, or nobody: our turn (if we had one) is over; the server stopped it already.
+  if (page.onStage || (page.pub && !page.pub.awaiting)) stopPublishing();
+  page.onStage = false;
+  if (stage) page.invitation = false; // someone else went on stage: the invitation lapsed
+}
+
+function onInvited() {
+  if (page.pub || page.onStage) return;
+  page.invitation = true;
+  render();
+  requestAnimationFrame(() => inviteCard.scrollIntoView({ block: "nearest", behavior: "smooth" }));
+  goBtn.focus({ preventScroll: true });
+}
+
+function declineStage() {
+  // Nothing to tell the server: the invitation simply lapses.
+  page.invitation = false;
+  render();
+}
+
+/** "Go on stage": camera and microphone, published on a second peer connection. */
+async function goOnStage() {
+  if (page.pub || !page.invitation) return;
+  page.invitation = false;
+  if (document.getElementById("error").dataset.code === "invitation_lapsed") clearError();
+  const pub = { pc: null, stream: null, trickle: null, sent: false, trickling: false, awaiting: true, media: "new", framesEncoded: 0 };
+  page.pub = pub;
+  render();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+  } catch (e) {
+    console.warn("skyclass: getUserMedia", e);
+    if (page.pub === pub) page.pub = null;
+    showError({ code: "no_camera", message: `${e.name}: ${e.message}`, fatal: false });
+    render();
+    return;
+  }
+  if (page.pub !== pub || page.signaling.state !== "joined") {
+    for (const t of stream.getTracks()) t.stop();
+    if (page.pub === pub) page.pub = null;
+    render();
+    return;
+  }
+  pub.stream = stream;
+  selfVideo.srcObject = stream;
+  selfVideo.muted = true; // never hear yourself
+  selfVideo.play().catch(() => {});
+  const pc = newPeerConnection();
+  pub.pc = pc;
+  pub.trickle = trickleIce(pc, page.signaling, "publish");
+  let candidates = 0; // icecandidate events so far: each becomes one `ice` once trickling
+  pc.addEventListener("icecandidate", () => {
+    candidates += 1;
+    if (page.pub === pub && pub.trickling) page.publishIce += 1;
+  });
+  pc.addEventListener("connectionstatechange", () => {
+    if (page.pub !== pub) return;
+    pub.media = pc.connectionState;
+    if (pc.connectionState === "failed") {
+      showError({ code: "media_failed", message: "上台失败 Could not go on stage.", fatal: false });
+      leaveStage();
+    }
+    render();
+  });
+  for (const track of [...stream.getAudioTracks(), ...stream.getVideoTracks()]) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    const gatherStart = performance.now();
+    await gathered(pc, ICE_GATHER_WAIT_MS);
+    if (page.pub !== pub) return;
+    console.info(`skyclass: going on stage (ICE gathering ${pc.iceGatheringState} after ${Math.round(performance.now() - gatherStart)} ms)`);
+    if (!page.signaling.send({ type: "publish", sdp: pc.localDescription.sdp })) throw new Error("not connected");
+    pub.sent = true;
+    // The offer carries the candidates gathered so far; when gathering had not finished, the
+    // rest follow as `ice {target: "publish"}` (trickleIce sends the held ones too).
+    if (pc.iceGatheringState !== "complete") {
+      pub.trickling = true;
+      page.publishIce = candidates;
+      pub.trickle.ready();
+    }
+  } catch (e) {
+    if (page.pub !== pub) return;
+    console.error("skyclass: publish", e);
+    showError({ code: "media_failed", message: String(e), fatal: false });
+    stopPublishing();
+  }
+  render();
+}
+
+/** Resolves once ICE gathering is complete, or after `ms`. */
+function gathered(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, ms);
+  });
+}
+
+async function onPublishAnswer(msg) {
+  const pub = page.pub;
+  if (msg.target !== "publish" || !pub || !pub.pc || pub.pc.signalingState !== "have-local-offer") return;
+  pub.awaiting = false;
+  try {
+    await pub.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+  } catch (e) {
+    console.error("skyclass: publish answer", e);
+    showError({ code: "media_failed", message: String(e), fatal: false });
+    leaveStage();
+  }
+  render();
+}
+
+/** "Leave stage": the server ends the turn and tells everyone. */
+function leaveStage() {
+  if (page.onStage || (page.pub && !page.pub.awaiting)) page.signaling.send({ type: "unpublish" });
+  stopPublishing();
+  render();
+}
+
+/** Stop sending our camera and microphone (the light goes out). */
+function stopPublishing() {
+  const pub = page.pub;
+  page.pub = null;
+  page.onStage = false;
+  page.publishIce = 0;
+  if (!pub) return;
+  if (pub.pc) pub.pc.close();
+  if (pub.stream) for (const t of pub.stream.getTracks()) t.stop();
+  selfVideo.srcObject = null;
 }
 
 // --- raised hand ---------------------------------------------------------------------------
@@ -750,6 +1049,11 @@ function onSignalingChange() {
     page.media = "closed";
     setLive(false); // a live slot falls back to its recording, which keeps playing
   }
+  if (s === "closed" || s === "error") {
+    stopPublishing();
+    page.invitation = false;
+    page.stage = null;
+  }
   decide();
   render();
 }
@@ -762,8 +1066,22 @@ poll(async () => {
     const report = await pc.getStats();
     if (page.pc !== pc) return; // replaced meanwhile: these counters belong to the old one
     const base = page.base;
-    const v = inboundFor(report, "video");
-    const a = inboundFor(report, "audio");
+    const slots = inboundBySlot(report, pc, page.slots);
+    // By slot only: the first video report of the connection may be the screen or the stage.
+    const v = slots.video;
+    const a = slots.audio;
+    const now = performance.now();
+    if (slots.screen) {
+      const frames = base.screen + (slots.screen.framesDecoded || 0);
+      if (frames > page.screenFrames) page.screenLastFrameAt = now;
+      page.screenFrames = frames;
+    }
+    if (slots.stage_video) {
+      const frames = base.stage + (slots.stage_video.framesDecoded || 0);
+      if (frames > page.stageFrames) page.stageLastFrameAt = now;
+      page.stageFrames = frames;
+    }
+    if (slots.stage_audio) page.stageAudioPackets = base.stageAudio + (slots.stage_audio.packetsReceived || 0);
     if (v) {
       const frames = base.frames + (v.framesDecoded || 0);
       if (frames > page.framesDecoded) {
@@ -775,6 +1093,11 @@ poll(async () => {
       page.bytesReceived = base.bytes + (v.bytesReceived || 0);
     }
     if (a) page.audioPacketsReceived = base.audio + (a.packetsReceived || 0);
+  }
+  const pub = page.pub;
+  if (pub && pub.pc && pub.pc.signalingState !== "closed") {
+    const out = findStat(await pub.pc.getStats(), "outbound-rtp", "video");
+    if (out && page.pub === pub) pub.framesEncoded = out.framesEncoded || 0;
   }
   decide();
   render();

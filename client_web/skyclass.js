@@ -71,6 +71,8 @@ const ERROR_TEXT = {
   disconnected: "与服务器的连接已断开，请刷新页面 The connection to the server was lost — reload the page.",
   media_failed: "媒体连接失败 The media connection failed.",
   no_camera: "无法使用摄像头或麦克风 Cannot use the camera or microphone.",
+  no_screen: "无法共享屏幕 Cannot share the screen.",
+  invitation_lapsed: "邀请已失效 The invitation is no longer open.",
   no_webrtc: "此浏览器不支持视频直播 This browser cannot play live video (no WebRTC).",
   wrong_page: "此链接不适用于本页面 This link is not for this page.",
 };
@@ -493,6 +495,50 @@ export function trickleIce(pc, signaling, target) {
       for (const c of held.splice(0)) sendOne(c);
     },
   };
+}
+
+// --- the subscription's slots ----------------------------------------------------------
+
+/**
+ * What each m-line of the server's subscription offer carries, in order (docs/protocol.md):
+ * the teacher's microphone and camera, the teacher's shared screen, the student on stage.
+ * The offer names them in `slots`; this is the order to assume when it does not.
+ */
+export const DEFAULT_SLOTS = ["audio", "video", "screen", "stage_audio", "stage_video"];
+
+/**
+ * The slot of one of a subscription's transceivers. The browser answers the server's offer
+ * and adds no transceivers of its own, so the transceivers come in m-line order.
+ */
+export function slotOf(pc, transceiver, slots) {
+  const names = Array.isArray(slots) && slots.length ? slots : DEFAULT_SLOTS;
+  const i = pc.getTransceivers().indexOf(transceiver);
+  return i >= 0 && i < names.length ? names[i] : null;
+}
+
+/** The inbound-rtp report of each slot that has received something: {slot: report}. */
+export function inboundBySlot(report, pc, slots) {
+  const byMid = new Map();
+  const byTrack = new Map();
+  for (const s of report.values()) {
+    if (s.type !== "inbound-rtp") continue;
+    if (s.mid !== undefined && s.mid !== null) byMid.set(String(s.mid), s);
+    if (s.trackIdentifier) byTrack.set(s.trackIdentifier, s);
+  }
+  const out = {};
+  for (const t of pc.getTransceivers()) {
+    const slot = slotOf(pc, t, slots);
+    if (!slot) continue;
+    const s = (t.mid !== null && byMid.get(String(t.mid))) || byTrack.get(t.receiver.track.id);
+    if (s) out[slot] = s;
+  }
+  return out;
+}
+
+/** Put `track` in `stream` in place of any other track of its kind. */
+export function replaceTrack(stream, track) {
+  for (const t of stream.getTracks()) if (t.kind === track.kind && t !== track) stream.removeTrack(t);
+  if (!stream.getTracks().includes(track)) stream.addTrack(track);
 }
 
 /** Poll `fn` every `ms` milliseconds; never runs two at once. */

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from server.media.ice import use_host_addresses
@@ -52,6 +53,12 @@ async def test_a_student_on_stage_reaches_everyone(server: ServerProcess) -> Non
     await wei.expect("invited")
     face = PatternTrack(variant=1)
     on_stage = await publish(wei, ToneTrack(), face)
+    roster = await teacher.expect("roster")
+    while len(roster["participants"]) < 3:
+        roster = await teacher.expect("roster")
+    fang_pid = next(p["participant_id"] for p in roster["participants"] if p["name"] == "Fang")
+    await teacher.send({"type": "invite", "participant_id": fang_pid})
+    assert (await teacher.expect("error"))["code"] == "bad_state"  # one student on stage at a time
     stage = await fang.expect("stage")
     assert (stage["name"], stage["muted"]) == ("Wei", False)
     assert await shows(fang_tracks["stage_video"], face), "a classmate does not see the student on stage"
@@ -87,8 +94,18 @@ async def test_the_shared_screen_is_a_second_video(server: ServerProcess) -> Non
     pc, tracks = await subscribe(student)
     camera, screen = PatternTrack(), PatternTrack(variant=1)
     broadcast = await publish(teacher, ToneTrack(), camera, screen)
+    started = asyncio.get_running_loop().time()
     assert await shows(tracks["screen"], screen), "the shared screen did not arrive as the screen"
     assert await shows(tracks["video"], camera), "the camera did not arrive as the camera"
+    await teacher.send({"type": "unpublish"})
+    lasted = asyncio.get_running_loop().time() - started
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(50):
+            listing = (await http.get("/api/recordings", params={"room": room})).json()
+            if listing and listing[0]["status"] == "complete":
+                break
+            await asyncio.sleep(0.1)
+    assert 0 < listing[0]["duration"] < lasted + 2, "the camera's recording got the screen's timestamps"
     for peer in (broadcast, pc):
         await peer.close()
     for client in (teacher, student):

@@ -303,9 +303,9 @@ class Sfu:
         source = self._get(publication, Publication)
         await self.stop_recording(publication)
         recorder = Recorder(Path(path))
-        for up in source.tracks:
-            tap = record_track(recorder, up.kind, up.mime_type)
-            if tap is not None:
+        for up in (source.track("audio"), source.track("video")):  # the camera and microphone
+            tap = record_track(recorder, up.kind, up.mime_type) if up is not None else None
+            if up is not None and tap is not None:
                 up.taps.append(tap)
         self._recorders[publication] = recorder
 

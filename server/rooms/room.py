@@ -224,6 +224,8 @@ class Room:
         member = self.members.get(participant_id)
         if member is None or member.role is not Role.STUDENT:
             raise ClassroomError("bad_state", f"No student {participant_id!r} in this room")
+        if self.stage is not None and self.invited != participant_id:
+            raise ClassroomError("bad_state", "Another student is on stage; end their turn first")
         self.invited = participant_id
         member.deliver(ev.Invited())
 
@@ -252,12 +254,13 @@ class Room:
 
     async def end_turn(self) -> None:
         """The student on stage goes back to watching (or the invitation lapses)."""
-        stage, self.stage, self.invited = self.stage, None, None
-        if stage is None:
+        stage, self.stage, invited, self.invited = self.stage, None, self.invited, None
+        if stage is None and invited is None:
             return
-        await asyncio.gather(*(self._media.attach(s, None, "stage") for s in list(self.subscriptions.values())))
-        await self._media.close(stage)
-        self._tell(list(self.members.values()), ev.StageChanged(None, None))
+        if stage is not None:
+            await asyncio.gather(*(self._media.attach(s, None, "stage") for s in list(self.subscriptions.values())))
+            await self._media.close(stage)
+        self._tell(list(self.members.values()), ev.StageChanged(None, None))  # also withdraws an invitation
 
     async def mute_stage(self, participant_id: str, muted: bool) -> None:
         if self.stage is None or participant_id != self.invited:
@@ -384,7 +387,9 @@ class Room:
         sdp_mline_index: int | None,
     ) -> None:
         peer: MediaPeer | None
-        if target == "publish":
+        if target == "publish" and member.participant_id == self.invited:
+            peer = self.stage  # the student on stage
+        elif target == "publish":
             peer = self.publication if self.publisher_id == member.participant_id else None
         else:
             peer = self.subscriptions.get(member.participant_id)
