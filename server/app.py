@@ -206,6 +206,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def recording(recording_id: str) -> dict[str, object]:
         return _recording_json(_find_recording(app, recording_id))
 
+    @app.get("/recordings/{recording_id}-screen.webm", include_in_schema=False)
+    async def recording_screen(recording_id: str) -> FileResponse:
+        """The shared screen of a recorded lesson, with range requests."""
+        found = _find_recording(app, recording_id)
+        if found.screen_file is None:
+            raise HTTPException(status_code=404, detail=f"Recording {recording_id!r} has no shared screen")
+        return FileResponse(app.state.catalog.directory / found.screen_file, media_type="video/webm")
+
     @app.get("/recordings/{recording_id}.webm", include_in_schema=False)
     async def recording_media(recording_id: str) -> FileResponse:
         """The file, with HTTP range requests so a browser can seek."""
@@ -257,6 +265,7 @@ def _recording_json(recording: Recording) -> dict[str, object]:
         "duration": recording.duration_s,
         "status": recording.status.value,
         "url": f"/recordings/{recording.id}.webm",
+        "screen_url": f"/recordings/{recording.id}-screen.webm" if recording.screen_file else None,
         "replay": f"/replay/{recording.id}",
     }
 

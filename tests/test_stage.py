@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import av
 import httpx
 import pytest
 
@@ -106,6 +107,15 @@ async def test_the_shared_screen_is_a_second_video(server: ServerProcess) -> Non
                 break
             await asyncio.sleep(0.1)
     assert 0 < listing[0]["duration"] < lasted + 2, "the camera's recording got the screen's timestamps"
+    assert listing[0]["screen_url"], "the shared screen was not recorded"
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        media = await http.get(listing[0]["screen_url"])
+    assert media.status_code == 200
+    path = server.log_path.parent / "screen.webm"
+    path.write_bytes(media.content)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert frames and best_match(frames[-1], screen)[1] > 25, "the recorded screen is not the shared screen"
     for peer in (broadcast, pc):
         await peer.close()
     for client in (teacher, student):

@@ -37,6 +37,7 @@ class Recording:
     video_frames: int = 0
     audio_frames: int = 0
     error: str | None = None
+    screen_file: str | None = None  # the teacher's shared screen, when there was one
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +80,7 @@ class Catalog:
         recording.video_frames = int(info.get("video_frames") or 0)
         recording.audio_frames = int(info.get("audio_frames") or 0)
         recording.error = info.get("error") or None
+        recording.screen_file = info.get("screen_file") or None
         recording.status = Status.FAILED if recording.error else Status.COMPLETE
         if not self.media_path(recording).exists():
             recording.status, recording.error = Status.FAILED, recording.error or "nothing was recorded"

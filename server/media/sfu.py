@@ -185,7 +185,7 @@ class Sfu:
             "video": _capabilities("video", f"video/{video_codec}"),
         }
         self._peers: dict[PeerId, Peer | RelayIngress | RelayEgress] = {}
-        self._recorders: dict[PeerId, Recorder] = {}
+        self._recorders: dict[PeerId, tuple[Recorder, Recorder | None]] = {}  # camera+mic, screen
 
     def _count(self, kind: type) -> int:
         return sum(isinstance(p, kind) for p in self._peers.values())
@@ -302,29 +302,38 @@ class Sfu:
     async def start_recording(self, publication: PeerId, path: str) -> None:
         source = self._get(publication, Publication)
         await self.stop_recording(publication)
-        recorder = Recorder(Path(path))
+        lesson = Recorder(Path(path))
         for up in (source.track("audio"), source.track("video")):  # the camera and microphone
-            tap = record_track(recorder, up.kind, up.mime_type) if up is not None else None
-            if up is not None and tap is not None:
-                up.taps.append(tap)
-        self._recorders[publication] = recorder
+            _record(lesson, up)
+        screen_track, screen = source.track("video", 1), None
+        if screen_track is not None:  # a shared screen: its own file beside the lesson's
+            screen = Recorder(screen_path(Path(path)))
+            _record(screen, screen_track)
+        self._recorders[publication] = (lesson, screen)
 
     async def stop_recording(self, publication: PeerId) -> dict[str, object]:
-        recorder = self._recorders.pop(publication, None)
-        if recorder is None:
+        recorders = self._recorders.pop(publication, None)
+        if recorders is None:
             return {}
         source = self._peers.get(publication)
         if isinstance(source, Publication):
             for up in source.tracks:
                 up.taps.clear()
-        info = await asyncio.get_running_loop().run_in_executor(None, recorder.stop)
-        return {
+        lesson, screen = recorders
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(None, lesson.stop)
+        result: dict[str, object] = {
             "duration_s": info.duration_s,
             "video_frames": info.video_frames,
             "audio_frames": info.audio_frames,
             "dropped_packets": info.dropped_packets,
             "error": info.error,
         }
+        if screen is not None:
+            screen_info = await loop.run_in_executor(None, screen.stop)
+            if screen_info.video_frames:
+                result["screen_file"] = screen_info.path.name
+        return result
 
     async def close(self, peer: PeerId) -> None:
         await self.stop_recording(peer)
@@ -341,6 +350,17 @@ class Sfu:
     async def shutdown(self) -> None:
         for peer in list(self._peers):
             await self.close(peer)
+
+
+def screen_path(lesson: Path) -> Path:
+    """Where the shared screen of a lesson recorded at ``lesson`` is written."""
+    return lesson.with_name(f"{lesson.stem}-screen{lesson.suffix}")
+
+
+def _record(recorder: Recorder, up: UpTrack | None) -> None:
+    tap = record_track(recorder, up.kind, up.mime_type) if up is not None else None
+    if up is not None and tap is not None:
+        up.taps.append(tap)
 
 
 def nth_track(tracks: list[UpTrack], kind: str, index: int) -> UpTrack | None:
