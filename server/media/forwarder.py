@@ -89,10 +89,6 @@ class UpTrack:
         self.closed = False
         self.muted = False  # a teacher silenced this track: nothing is forwarded
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._fanout)
-
     def add(self, down: DownTrack) -> None:
         """Start feeding ``down``: at once from the kept picture group, else after a fresh keyframe."""
         if down not in self._fanout:

@@ -76,10 +76,6 @@ class Peer:
         self._on_failed = on_failed
         pc.on("connectionstatechange", self._on_state)
 
-    @property
-    def state(self) -> str:
-        return str(self.pc.connectionState)
-
     def _on_state(self) -> None:
         log.debug("peer connection %s", self.pc.connectionState)
         if self.pc.connectionState == "failed" and self._on_failed is not None and not self.closed:
@@ -128,10 +124,6 @@ class Subscription(Peer):
         super().__init__(pc, on_failed)
         self.downtracks: dict[Slot, DownTrack] = {slot: DownTrack(slot.kind, stats) for slot in SLOTS}
         self.sources: dict[Role, Source | None] = {"teacher": None, "stage": None}
-
-    @property
-    def ready(self) -> bool:
-        return all(d.ready for d in self.downtracks.values())
 
     async def accept_answer(self, sdp: str) -> None:
         if self.pc.signalingState != "have-local-offer":
