@@ -207,3 +207,17 @@ async def test_a_congested_subscriber_drops_until_the_next_keyframe() -> None:
     assert [p[5] for p in accepted.packets] == [KEY, KEY]
     assert up.stats.congestion_drops == 1
     assert up.stats.keyframe_requests_in == 2  # the join and the congestion
+
+
+async def test_a_long_lesson_keeps_flowing_past_the_sequence_number_space() -> None:
+    """More than 65,536 packets: the subscriber's floor moves along with the stream."""
+    capture = Capture()
+    up, down = make_pair(capture)
+    up.add(down)
+    up.on_packet(1000, 0, True, KEY, ssrc=42)
+    for i in range(1, 70_000):
+        up.on_packet((1000 + i) & 0xFFFF, i * 3000, True, DELTA, ssrc=42)
+    assert len(capture.packets) == 70_000
+    up.on_packet((1000 + 69_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # a late retransmission: still in the window
+    up.on_packet((1000 + 30_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # far older: dropped
+    assert len(capture.packets) == 70_001

@@ -26,6 +26,7 @@ SendRtp = Callable[[bytes], bool]
 Packet = tuple[int, int, bool, bytes]  # sequence number, timestamp, marker, payload
 HISTORY_SIZE = 1024  # packets kept per video track to answer NACKs (~4 s at 1.5 Mbit/s)
 _HISTORY_MASK = HISTORY_SIZE - 1
+SEQ_WINDOW = 0x4000  # how far behind the newest packet an old (retransmitted) one is still forwarded
 GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer picture group is not kept
 
 
@@ -246,12 +247,17 @@ class DownTrack:
             if not keyframe:
                 return
             self._start(seq, ts)
-        elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
-            return  # older than where this subscriber started
-        elif self._waiting_keyframe:
-            if not keyframe:
-                return
-            self._waiting_keyframe = False
+        else:
+            ahead = (seq - self._start_seq) & 0xFFFF
+            if ahead >= 0x8000:
+                return  # older than where this subscriber started
+            if ahead > SEQ_WINDOW:
+                # Move the floor along behind us, or it would end up ahead once numbers wrap around.
+                self._start_seq = (seq - SEQ_WINDOW // 2) & 0xFFFF
+            if self._waiting_keyframe:
+                if not keyframe:
+                    return
+                self._waiting_keyframe = False
         data = (
             RTP_HEADER.pack(
                 RTP_VERSION_BYTE,
