@@ -27,23 +27,21 @@
 
 import {
   $,
-  pageParams,
+  startPage,
+  stageStats,
   showState,
   showError,
   clearError,
-  Signaling,
   newPeerConnection,
   trickleIce,
   poll,
   findStat,
-  hasWebRTC,
   expose,
   slotOf,
   inboundBySlot,
   replaceTrack,
   h,
   showNotice,
-  ChatBox,
 } from "/static/skyclass.js";
 
 const FRAME_FRESH_MS = 2000; // "live" needs a decoded frame at most this long ago
@@ -233,16 +231,7 @@ function stats() {
     ended: page.signaling ? page.signaling.ended : null,
     // the shared screen, the student on stage, and this student on stage
     screen: screenShown() ? { framesDecoded: page.screenFrames, videoWidth: screenVideo.videoWidth } : null,
-    stage: page.stage
-      ? {
-          participant_id: page.stage.participant_id,
-          name: page.stage.name,
-          muted: page.stage.muted,
-          framesDecoded: page.stageFrames,
-          videoWidth: stageVideo.videoWidth,
-          audioPacketsReceived: page.stageAudioPackets,
-        }
-      : null,
+    stage: stageStats(page, stageVideo),
     invited: page.invitation,
     onStage: page.onStage,
     publishing: !!page.pub,
@@ -1112,24 +1101,7 @@ setInterval(() => {
 // --- start ---------------------------------------------------------------------------------
 
 function main() {
-  const { room, token } = pageParams();
-  page.signaling = new Signaling({ room, token, onMessage, onChange: onSignalingChange, onError });
-  page.chat = new ChatBox(page.signaling);
-  roomEl.textContent = room || "—";
-  if (!hasWebRTC()) {
-    showError({ code: "no_webrtc", message: "", fatal: true });
-    page.signaling.state = "error";
-    render();
-    return;
-  }
-  if (!room || !token) {
-    showError({ code: "no_params", message: "/learn?room=…&token=…", fatal: true });
-    page.signaling.state = "error";
-    render();
-    return;
-  }
-  render();
-  page.signaling.start();
+  startPage(page, { path: "/learn", roomEl, onMessage, onChange: onSignalingChange, onError, render });
 }
 
 main();

@@ -574,3 +574,41 @@ export function hasWebRTC() {
 export function expose(api) {
   window.skyclass = Object.freeze({ ...api });
 }
+
+// --- page start and shared stats ---------------------------------------------------------
+
+/**
+ * Connect a page: make `page.signaling` and `page.chat`, refuse plainly without WebRTC or without
+ * ?room=&token=, then join. Returns false when the page cannot start.
+ */
+export function startPage(page, { path, roomEl, onMessage, onChange, onError, render }) {
+  const { room, token } = pageParams();
+  page.signaling = new Signaling({ room, token, onMessage, onChange, onError });
+  page.chat = new ChatBox(page.signaling);
+  roomEl.textContent = room || "—";
+  let problem = null;
+  if (!hasWebRTC()) problem = { code: "no_webrtc", message: "", fatal: true };
+  else if (!room || !token) problem = { code: "no_params", message: `${path}?room=…&token=…`, fatal: true };
+  if (problem) {
+    showError(problem);
+    page.signaling.state = "error";
+    render();
+    return false;
+  }
+  render();
+  page.signaling.start();
+  return true;
+}
+
+/** The student on stage as both pages report it in stats(), or null. */
+export function stageStats(page, stageVideo) {
+  if (!page.stage) return null;
+  return {
+    participant_id: page.stage.participant_id,
+    name: page.stage.name,
+    muted: page.stage.muted,
+    framesDecoded: page.stageFrames,
+    videoWidth: stageVideo.videoWidth,
+    audioPacketsReceived: page.stageAudioPackets,
+  };
+}

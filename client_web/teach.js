@@ -19,16 +19,15 @@
 
 import {
   $,
-  pageParams,
+  startPage,
+  stageStats,
   showState,
   showError,
   clearError,
-  Signaling,
   newPeerConnection,
   trickleIce,
   poll,
   findStat,
-  hasWebRTC,
   slotOf,
   inboundBySlot,
   replaceTrack,
@@ -37,7 +36,6 @@ import {
   clock,
   ROLE_LABELS,
   showNotice,
-  ChatBox,
 } from "/static/skyclass.js";
 
 const POLL_MIN = 2;
@@ -180,16 +178,7 @@ function stats() {
     subscription: page.subMedia,
     subscriptions: page.subscriptions,
     invited: page.invited ? page.invited.participant_id : null,
-    stage: page.stage
-      ? {
-          participant_id: page.stage.participant_id,
-          name: page.stage.name,
-          muted: page.stage.muted,
-          framesDecoded: page.stageFrames,
-          videoWidth: stageVideo.videoWidth,
-          audioPacketsReceived: page.stageAudioPackets,
-        }
-      : null,
+    stage: stageStats(page, stageVideo),
   };
 }
 
@@ -1047,24 +1036,7 @@ resetPollForm();
 renderHands();
 
 function main() {
-  const { room, token } = pageParams();
-  page.signaling = new Signaling({ room, token, onMessage, onChange: onSignalingChange, onError });
-  page.chat = new ChatBox(page.signaling);
-  roomEl.textContent = room || "—";
-  if (!hasWebRTC()) {
-    showError({ code: "no_webrtc", message: "", fatal: true });
-    page.signaling.state = "error";
-    render();
-    return;
-  }
-  if (!room || !token) {
-    showError({ code: "no_params", message: "/teach?room=…&token=…", fatal: true });
-    page.signaling.state = "error";
-    render();
-    return;
-  }
-  render();
-  page.signaling.start();
+  if (!startPage(page, { path: "/teach", roomEl, onMessage, onChange: onSignalingChange, onError, render })) return;
   if (navigator.mediaDevices?.getUserMedia) openCamera();
   else showError({ code: "no_camera", message: "navigator.mediaDevices is unavailable (HTTPS is required)", fatal: false });
 }
