@@ -8,6 +8,7 @@ import logging
 import socket
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -294,22 +295,20 @@ class _StatsCache:
         self._workers: dict[str, int] = {}
 
     def snapshot(self) -> dict[str, int]:
-        total = dict(self._workers)
+        total = Counter(self._workers)
         for backend in self._pool.backends:
             if isinstance(backend, Sfu):
-                for name, value in dataclasses.asdict(backend.stats).items():
-                    total[name] = total.get(name, 0) + value
-        return total
+                total.update(dataclasses.asdict(backend.stats))
+        return dict(total)
 
     async def refresh_forever(self) -> None:
         workers = [b for b in self._pool.backends if isinstance(b, WorkerClient)]
         while workers:
             try:
-                totals: dict[str, int] = {}
+                totals: Counter[str] = Counter()
                 for stats in await asyncio.gather(*(w.forwarding_stats() for w in workers)):
-                    for name, value in stats.items():
-                        totals[name] = totals.get(name, 0) + value
-                self._workers = totals
+                    totals.update(stats)
+                self._workers = dict(totals)
             except RuntimeError as exc:
                 log.warning("could not read a media worker's counters: %s", exc)
             await asyncio.sleep(1.0)

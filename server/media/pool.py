@@ -120,11 +120,3 @@ class MediaPool:
 
     async def stop_recording(self, publication: MediaPeer) -> dict[str, object]:
         return await self.backends[publication.backend].stop_recording(publication.peer)
-
-    async def forwarding_stats(self) -> dict[str, int]:
-        """The forwarding counters of every backend, summed."""
-        total: dict[str, int] = {}
-        for stats in await asyncio.gather(*(b.forwarding_stats() for b in self.backends)):
-            for name, value in stats.items():
-                total[name] = total.get(name, 0) + value
-        return total
