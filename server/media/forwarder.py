@@ -181,6 +181,12 @@ class UpTrack:
         self._gop = None
 
 
+def nth_track(tracks: list[UpTrack], kind: str, index: int) -> UpTrack | None:
+    """The index-th track of a kind among a source's tracks (video 0: camera, video 1: screen)."""
+    of_kind = [t for t in tracks if t.kind == kind]
+    return of_kind[index] if index < len(of_kind) else None
+
+
 class DownTrack:
     """One subscriber's copy of a track: rewrites headers for its peer connection and sends."""
 

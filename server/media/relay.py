@@ -16,7 +16,7 @@ import logging
 import struct
 from typing import Any
 
-from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
+from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack, nth_track
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,7 @@ class RelayIngress(asyncio.DatagramProtocol):
         self._transport = transport  # type: ignore[assignment]
 
     def track(self, kind: str, index: int = 0) -> UpTrack | None:
-        of_kind = [t for t in sorted(self.tracks, key=lambda t: t.ssrc or 0) if t.kind == kind]
-        return of_kind[index] if index < len(of_kind) else None
+        return nth_track(sorted(self.tracks, key=lambda t: t.ssrc or 0), kind, index)  # SSRCs keep the order
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if not data:

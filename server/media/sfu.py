@@ -20,7 +20,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpS
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from .forwarder import DownTrack, ForwardingStats, UpTrack
+from .forwarder import DownTrack, ForwardingStats, UpTrack, nth_track
 from .interfaces import OnFailed, PeerId
 from .recorder import Recorder, record_track
 from .relay import RelayEgress, RelayIngress
@@ -353,11 +353,6 @@ def _record(recorder: Recorder, up: UpTrack | None) -> None:
     tap = record_track(recorder, up.kind, up.mime_type) if up is not None else None
     if up is not None and tap is not None:
         up.taps.append(tap)
-
-
-def nth_track(tracks: list[UpTrack], kind: str, index: int) -> UpTrack | None:
-    of_kind = [t for t in tracks if t.kind == kind]
-    return of_kind[index] if index < len(of_kind) else None
 
 
 def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:
