@@ -259,6 +259,9 @@ export class ChatBox {
 
 // Close codes that follow a refusal (bad token, wrong room, removed, …): never reconnect after them.
 const REFUSED_CLOSE = (code) => code >= 4400 && code < 4500;
+// Close codes that ask for a reconnect even before the first `joined`: the room moved to another
+// node (1012) or cannot be reached for a moment (1013).
+const RETRY_CLOSE = (code) => code === 1012 || code === 1013;
 
 /**
  * One websocket to /ws. Sends `join` on open, pings every 20 s, shows server errors, and comes
@@ -364,7 +367,9 @@ export class Signaling {
         this.ended = msg.type; // the server closes the socket next; no coming back
       } else if (msg.type === "error") {
         console.warn("skyclass: server error", msg);
-        if (msg.fatal) {
+        if (msg.code === "unavailable") {
+          // The room's node is away for a moment; the socket closes with 1013 and we come back.
+        } else if (msg.fatal) {
           this.fatal = msg;
           this.setState("error");
           showError(msg);
@@ -402,7 +407,7 @@ export class Signaling {
       this.setState("closed");
       return;
     }
-    if (this.everJoined && !REFUSED_CLOSE(ev.code)) {
+    if ((this.everJoined || RETRY_CLOSE(ev.code)) && !REFUSED_CLOSE(ev.code)) {
       const delay = Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS);
       this.attempt += 1;
       console.info(`skyclass: connection lost (code ${ev.code}); reconnecting in ${delay} ms`);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import socket
 import tempfile
 import time
@@ -20,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from .cluster import Cluster
 from .lessons.attendance import as_csv, attendees, rates
 from .lessons.catalog import Catalog, Recording
 from .lessons.demo import ensure_demo_lesson
@@ -30,11 +32,12 @@ from .media.interfaces import MediaBackend
 from .media.pool import MediaPool
 from .media.remote import WorkerClient
 from .media.sfu import Sfu
-from .metrics import make_registry
+from .metrics import Gauges, make_registry
 from .rooms import Rooms
 from .settings import Settings
 from .signaling.session import Session
-from .state import open_store
+from .state import open_state
+from .state.resilient import ResilientStore
 from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         use_host_addresses(settings.ice_addresses)
-        store = await open_store(settings.redis_url)
+        store, bus = await open_state(settings.redis_url)
         runtime = tempfile.TemporaryDirectory(prefix="skyclass-")
         pool = MediaPool(await _media_backends(settings, Path(runtime.name)), settings.max_subscribers_per_worker)
         catalog = Catalog(settings.recordings_dir)
@@ -57,33 +60,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
         schedule.load(settings.timetable)
         app.state.catalog, app.state.schedule = catalog, schedule
-        rooms = Rooms(
-            pool,
-            store,
-            f"{socket.gethostname()}:{settings.port}",
-            catalog if settings.record else None,
-            schedule.title_now,
-        )
-        app.state.rooms = rooms
+        node_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
+        rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now)
+        cluster = Cluster(rooms, store, bus)
+        await cluster.start()
+        app.state.rooms, app.state.cluster = rooms, cluster
         stats = _StatsCache(pool)
-        app.state.registry = make_registry(
-            stats.snapshot,
-            {
-                "sessions": ("Open signaling sessions", lambda: len(sessions)),
-                "rooms": ("Rooms held on this node", lambda: len(rooms)),
-                "publications": ("Publishing peer connections", lambda: len(pool.publications)),
-                "subscriptions": ("Subscribing peer connections", lambda: pool.subscriptions),
-            },
-            lambda: pool.load,
+        gauges: Gauges = {
+            "sessions": ("Open signaling sessions", lambda: len(sessions)),
+            "rooms": ("Rooms held on this node", lambda: len(rooms)),
+            "publications": ("Publishing peer connections", lambda: len(pool.publications)),
+            "subscriptions": ("Subscribing peer connections", lambda: pool.subscriptions),
+            "redis_rtt_seconds": ("Round trip of the latest heartbeat to the store", lambda: cluster.node.rtt_s),
+            "bus_lost_messages": ("Messages to other nodes lost while Redis was away", lambda: cluster.link.lost),
+        }
+        if isinstance(store, ResilientStore):
+            health = store
+            gauges["redis_up"] = ("1 while Redis answers", lambda: int(health.up))
+            gauges["redis_queued_writes"] = ("Writes waiting for Redis to come back", lambda: health.queued)
+            gauges["redis_failures"] = ("Redis calls that failed", lambda: health.failures)
+            health.on_recovered = lambda: asyncio.ensure_future(cluster.resync())
+
+        def participants() -> dict[str, int]:
+            return dict(Counter(s.role.value for s in sessions if s.room is not None))
+
+        app.state.registry, app.state.signaling_metrics = make_registry(
+            stats.snapshot, gauges, lambda: pool.load, participants
         )
         refresher = asyncio.get_running_loop().create_task(stats.refresh_forever())
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
+        log.info("node %s", node_id)
         try:
             yield
         finally:
             refresher.cancel()
-            await rooms.close()
+            await rooms.close()  # members reconnect: to another node, where there is one
+            await cluster.close()
+            await bus.close()
             await store.close()
             for backend in pool.backends:
                 if isinstance(backend, WorkerClient):
@@ -223,7 +237,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        await Session(websocket, app.state.rooms, settings, sessions, app.state.schedule).run()
+        cluster, schedule, metrics = app.state.cluster, app.state.schedule, app.state.signaling_metrics
+        await Session(websocket, cluster, settings, sessions, schedule, metrics).run()
 
     app.mount("/static", StaticFiles(directory=CLIENT_DIR), name="static")
     return app

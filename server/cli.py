@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Annotated
+import json
+import os
+from typing import Annotated, Any
 
 import typer
 
@@ -18,39 +19,57 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
     redis: Annotated[str | None, typer.Option(help="Redis URL for shared state (default: embedded)")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port (needs --redis)")] = 1,
     ice_address: Annotated[
         list[str] | None, typer.Option(help="ICE host address to offer (repeat); default: all + 127.0.0.1")
     ] = None,
     media_workers: Annotated[int | None, typer.Option(help="Media worker processes (0: media in this process)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: Annotated[str, typer.Option(help="text, or json (one object a line, for log collectors)")] = "text",
 ) -> None:
-    """Serve the web client, the signaling websocket and the SFU in one process."""
+    """Serve the web client, the signaling websocket and the SFU; with --redis, as one node of many."""
     import uvicorn
 
-    from .app import create_app
-
-    overrides: dict[str, object] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
-    if redis is not None:
-        overrides["redis_url"] = redis
-    if ice_address:
-        overrides["ice_addresses"] = ice_address
-    if media_workers is not None:
-        overrides["media_workers"] = media_workers
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers > 1 and not (redis or os.environ.get("SKYCLASS_REDIS_URL")):
+        raise typer.BadParameter(
+            "several processes share rooms through Redis: give --redis too", param_hint="--workers"
+        )
+    overrides = {"host": host, "port": port, "redis_url": redis, "ice_addresses": ice_address or None}
+    overrides["media_workers"] = media_workers
+    for name, value in overrides.items():  # through the environment, so that every worker process reads them
+        if value is not None:
+            os.environ[f"SKYCLASS_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    settings = Settings()
+    settings.signing_secret  # noqa: B018 (made once here, not raced by the worker processes)
     uvicorn.run(
-        create_app(settings),
+        "server.app:create_app",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
+        log_config=_log_config(log_level, log_format),
         ws_max_size=4 * settings.max_message_bytes,  # larger frames are cut off by the protocol layer
         ws_per_message_deflate=False,  # halves memory per idle session
         ws_ping_interval=None,  # clients ping us; the session closes after 60 s of silence
     )
+
+
+def _log_config(level: str, style: str) -> dict[str, Any]:
+    """Logging for every process; JSON lines carry the extras (room, participant) as fields."""
+    if style == "json":
+        formatter: dict[str, Any] = {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+        }
+    else:
+        formatter = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["default"], "level": level.upper()},
+    }
 
 
 @app.command()

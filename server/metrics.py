@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,16 +24,30 @@ _COUNTERS = {
 }
 
 
-Gauges = dict[str, tuple[str, Callable[[], int]]]
+Gauges = dict[str, tuple[str, Callable[[], float]]]
+
+
+@dataclass(frozen=True)
+class SignalingMetrics:
+    """Counted by sessions as things happen."""
+
+    joins: Counter  # by role
+    join_seconds: Histogram  # from the join message to `joined` going out
+    errors: Counter  # errors sent to clients, by code
 
 
 class ServerCollector(Collector):
     def __init__(
-        self, forwarding: Callable[[], dict[str, int]], gauges: Gauges, backend_load: Callable[[], list[int]]
+        self,
+        forwarding: Callable[[], dict[str, int]],
+        gauges: Gauges,
+        backend_load: Callable[[], list[int]],
+        participants: Callable[[], dict[str, int]],
     ) -> None:
         self._forwarding = forwarding
         self._gauges = gauges
         self._backend_load = backend_load
+        self._participants = participants
 
     def collect(self) -> Iterator[Metric]:
         counters = self._forwarding()
@@ -47,12 +62,31 @@ class ServerCollector(Collector):
         for index, value in enumerate(self._backend_load()):
             load.add_metric([str(index)], value)
         yield load
+        participants = GaugeMetricFamily(
+            "skyclass_participants", "Participants with a session on this node, by role", labels=["role"]
+        )
+        for role, count in sorted(self._participants().items()):
+            participants.add_metric([role], count)
+        yield participants
 
 
 def make_registry(
-    forwarding: Callable[[], dict[str, int]], gauges: Gauges, backend_load: Callable[[], list[int]]
-) -> CollectorRegistry:
+    forwarding: Callable[[], dict[str, int]],
+    gauges: Gauges,
+    backend_load: Callable[[], list[int]],
+    participants: Callable[[], dict[str, int]],
+) -> tuple[CollectorRegistry, SignalingMetrics]:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    registry.register(ServerCollector(forwarding, gauges, backend_load))
-    return registry
+    registry.register(ServerCollector(forwarding, gauges, backend_load, participants))
+    signaling = SignalingMetrics(
+        Counter("skyclass_joins", "Joins, by role", ["role"], registry=registry),
+        Histogram(
+            "skyclass_join_seconds",
+            "Time from a join message to `joined`",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        ),
+        Counter("skyclass_errors", "Errors sent to clients, by code", ["code"], registry=registry),
+    )
+    return registry, signaling

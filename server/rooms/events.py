@@ -101,6 +101,11 @@ class Replaced:
     """This session was taken over by the same participant's newer one (a reconnect)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The room goes on on another node (this one failed, stopped or lost it): reconnect."""
+
+
 Event = (
     BroadcastChanged
     | Presence
@@ -115,4 +120,5 @@ Event = (
     | Removed
     | LessonEnded
     | Replaced
+    | Moved
 )

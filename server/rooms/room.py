@@ -4,6 +4,7 @@ classroom around them: hands, polls, chat, moderation, attendance, and resuming 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -80,6 +81,7 @@ class Room:
         self.stage: MediaPeer | None = None  # what that student publishes
         self.stage_muted = False
         self._stays: dict[str, Stay] = {}  # the open stay of each member
+        self._orphans: dict[str, Stay] = {}  # open stays left by a node that held this room and died
         self._notify_timer: asyncio.TimerHandle | None = None
         self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
 
@@ -93,6 +95,9 @@ class Room:
     def _tell(self, members: Iterable[Member], event: ev.Event) -> None:
         for member in members:
             member.deliver(event)
+
+    def tell_all(self, event: ev.Event) -> None:
+        self._tell(list(self.members.values()), event)
 
     # Membership ---------------------------------------------------------------------------------
 
@@ -114,7 +119,9 @@ class Room:
             now = time.time()
             record = ParticipantRecord(member.participant_id, member.name, member.role.value, self._node, now)
             await self._store.add_participant(self.name, record)
-            stay = Stay(member.participant_id, member.name, member.role.value, now)
+            orphan = self._orphans.pop(member.participant_id, None)
+            joined_at = orphan.joined_at if orphan is not None else now  # back after a node failed: one stay
+            stay = Stay(member.participant_id, member.name, member.role.value, joined_at, node=self._node)
             self._stays[member.participant_id] = stay
             await self._store.record_stay(self.name, stay)
         if member.role in SEES_PRESENCE:
@@ -130,6 +137,18 @@ class Room:
             member.deliver(self._stage_event())
         self._schedule_notify()
         return resumed
+
+    def adopt(self, orphans: list[Stay], last_seen: dict[str, float]) -> None:
+        """Stays left open by the node that held this room before it died. A participant back
+        within ``RESUME_S`` continues theirs; the rest close when that node was last seen."""
+        self._orphans = {stay.participant_id: stay for stay in orphans}
+
+        async def close_the_rest() -> None:
+            for pid, stay in list(self._orphans.items()):
+                await self._store.record_stay(self.name, dataclasses.replace(stay, left_at=last_seen[pid]))
+            self._orphans.clear()
+
+        asyncio.get_running_loop().call_later(RESUME_S, lambda: asyncio.ensure_future(close_the_rest()))
 
     def disconnect(self, member: Member, on_expired: Callable[[], object]) -> None:
         """The member's connection dropped: keep everything for ``RESUME_S``, then leave."""
@@ -150,7 +169,7 @@ class Room:
         await self._store.set_hand(self.name, member.participant_id, None)
         stay = self._stays.pop(member.participant_id, None)
         if stay is not None:
-            await self._store.record_stay(self.name, Stay(**{**stay.to_dict(), "left_at": time.time()}))
+            await self._store.record_stay(self.name, dataclasses.replace(stay, left_at=time.time()))
         if self.publisher_id == member.participant_id:
             await self.unpublish(member)
         if self.invited == member.participant_id:
@@ -439,6 +458,18 @@ class Room:
         for event in updates:
             self._tell(watchers, event)
 
+    async def resync(self) -> None:
+        """Write this room's facts to the store again (it came back after losing them)."""
+        for pid, member in self.members.items():
+            stay = self._stays.get(pid)
+            joined_at = stay.joined_at if stay is not None else time.time()
+            record = ParticipantRecord(pid, member.name, member.role.value, self._node, joined_at)
+            await self._store.add_participant(self.name, record)
+        for stay in self._stays.values():
+            await self._store.record_stay(self.name, stay)
+        await self._store.set_broadcaster(self.name, self.publisher_id)
+        self._schedule_notify()
+
     async def close(self) -> None:
         if self._notify_timer is not None:
             self._notify_timer.cancel()
@@ -462,6 +493,7 @@ class Rooms:
         self.title = title
         self.store = store
         self.node = node
+        self.on_closed: Callable[[str], object] = lambda name: None  # a room emptied and was let go
         self._rooms: dict[str, Room] = {}
 
     def __len__(self) -> int:
@@ -473,11 +505,15 @@ class Rooms:
     def get(self, name: str) -> Room | None:
         return self._rooms.get(name)
 
-    async def join(self, name: str, member: Member) -> tuple[Room, bool]:
-        """The room ``member`` is now in, and whether it resumed a dropped session."""
+    def create(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title)
+        return room
+
+    async def join(self, name: str, member: Member) -> tuple[Room, bool]:
+        """The room ``member`` is now in, and whether it resumed a dropped session."""
+        room = self.create(name)
         try:
             return room, await room.join(member)
         except ClassroomError:
@@ -495,8 +531,17 @@ class Rooms:
             del self._rooms[room.name]
             await room.close()
             self.media.release(room.name)
+            self.on_closed(room.name)
+
+    async def evict(self, room: Room) -> None:
+        """Everyone is sent to reconnect (the room goes on elsewhere); it closes here."""
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+        room.tell_all(ev.Moved())
+        await room.close()
+        self.media.release(room.name)
 
     async def close(self) -> None:
+        """Shutting down: members reconnect, to another node where there is one."""
         for room in list(self._rooms.values()):
-            await room.close()
-        self._rooms.clear()
+            await self.evict(room)

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     ALREADY_ANSWERED = "already_answered"
     REMOVED = "removed"
     SERVER_FULL = "server_full"
+    UNAVAILABLE = "unavailable"
     SERVER_ERROR = "server_error"
 
 
@@ -42,6 +43,7 @@ CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.JOIN_TIMEOUT: 4408,
     ErrorCode.SERVER_FULL: 4503,
     ErrorCode.REMOVED: 4403,
+    ErrorCode.UNAVAILABLE: 1013,  # try again later: the client reconnects
 }
 CLOSE_PROTOCOL_ERROR = 4400
 

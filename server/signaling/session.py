@@ -9,11 +9,14 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ..cluster import Cluster, NodeUnreachable, RemoteFailure, RoomHandle, RoomUnavailable
 from ..lessons.schedule import Schedule
 from ..media.sfu import SdpError
-from ..rooms import ClassroomError, Room, Rooms
+from ..metrics import SignalingMetrics
+from ..rooms import ClassroomError
 from ..rooms import events as ev
 from ..settings import Settings
+from ..state.resilient import StoreUnavailable
 from ..tokens import PUBLISHERS, SUBSCRIBERS, Role, TokenError, TokenExpired, verify_token
 from . import protocol as p
 
@@ -23,6 +26,8 @@ IDLE_TIMEOUT_S = 60.0  # clients ping every 20 s
 OUTBOX_LIMIT = 256  # messages queued for a client that does not read; then it is dropped
 CHAT_RATE_PER_S, CHAT_BURST = 1.0, 5  # per participant
 CLOSE_REPLACED = 4409  # the same participant joined again on a newer connection
+CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
+UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
 
 
 class TokenBucket:
@@ -49,17 +54,24 @@ class Session:
     """A participant's signaling session; the room layer sees it as a ``Member``."""
 
     def __init__(
-        self, ws: WebSocket, rooms: Rooms, settings: Settings, sessions: set[Session], schedule: Schedule
+        self,
+        ws: WebSocket,
+        cluster: Cluster,
+        settings: Settings,
+        sessions: set[Session],
+        schedule: Schedule,
+        metrics: SignalingMetrics,
     ) -> None:
         self._ws = ws
-        self._rooms = rooms
+        self._metrics = metrics
+        self._cluster = cluster
         self._schedule = schedule
         self._settings = settings
         self._sessions = sessions
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
         self._dropped = False
         self._bucket = TokenBucket(settings.message_rate_per_s, settings.message_burst, time.monotonic())
-        self.room: Room | None = None
+        self.room: RoomHandle | None = None
         self._gone = False  # left on purpose (leave, removed, lesson ended): no resuming
         self._held: list[Any] | None = None
         self._chat_bucket = TokenBucket(CHAT_RATE_PER_S, CHAT_BURST, time.monotonic())
@@ -116,6 +128,8 @@ class Session:
             case ev.Replaced():
                 self._gone = True
                 asyncio.ensure_future(self._close(CLOSE_REPLACED))
+            case ev.Moved():
+                asyncio.ensure_future(self._close(CLOSE_MOVED))
 
     # Plumbing -------------------------------------------------------------------------------------
 
@@ -152,14 +166,23 @@ class Session:
         finally:
             self._sessions.discard(self)
             if self.room is not None:
-                if self._gone:
-                    await self._rooms.leave(self.room, self)
-                else:
-                    self._rooms.disconnect(self.room, self)  # may come back within 30 s
+                await self._part(self.room)
             writer.cancel()
+
+    async def _part(self, room: RoomHandle) -> None:
+        try:
+            if self._gone:
+                await room.leave()
+            else:
+                await room.disconnect()  # may come back within 30 s
+        except (*UNREACHABLE, RemoteFailure) as exc:
+            log.info("session %s: the room's node did not hear that we left: %s", self.participant_id, exc)
+        finally:
+            self._cluster.forget(room)
 
     async def _fail(self, exc: p.ProtocolError) -> None:
         """Send the error, then close with the matching code."""
+        self._metrics.errors.labels(exc.code.value).inc()
         self.send(p.Error(code=exc.code, message=exc.message, fatal=True))
         await self._close(p.CLOSE_CODES.get(exc.code, p.CLOSE_PROTOCOL_ERROR))
 
@@ -201,6 +224,7 @@ class Session:
         return text
 
     def _refuse(self, code: p.ErrorCode, message: str) -> None:
+        self._metrics.errors.labels(code.value).inc()
         self.send(p.Error(code=code, message=message))
 
     async def _serve(self) -> None:
@@ -238,41 +262,32 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.NOT_JOINED, f"Expected join first, but got {message.type}")
         try:
             if isinstance(message, p.Publish):
-                if self.role in PUBLISHERS:
-                    self.send(p.PublishAnswer(sdp=await room.publish(self, message.sdp)))
-                elif self.role is Role.STUDENT:  # on stage, when invited
-                    self.send(p.PublishAnswer(sdp=await room.publish_stage(self, message.sdp)))
-                else:
+                if self.role is not Role.STUDENT:  # a student publishes on stage, when invited
                     self._require(PUBLISHERS, "publish")
+                self.send(p.PublishAnswer(sdp=await room.publish(message.sdp)))
             elif isinstance(message, p.Unpublish):
-                if self.role is Role.STUDENT and room.invited == self.participant_id:
-                    await room.end_turn()
-                else:
-                    self._require(PUBLISHERS, "unpublish")
-                    await room.unpublish(self)
+                await room.unpublish()
             elif isinstance(message, p.Subscribe):
                 self._require(SUBSCRIBERS, "subscribe")
-                self.send(p.Offer(sdp=await room.subscribe(self)))
+                self.send(p.Offer(sdp=await room.subscribe()))
             elif isinstance(message, p.Answer):
                 self._require(SUBSCRIBERS, "answer")
-                await room.accept_answer(self, message.sdp)
+                await room.accept_answer(message.sdp)
             elif isinstance(message, p.Ice):
-                await room.add_ice_candidate(
-                    self, message.target, message.candidate, message.sdpMid, message.sdpMLineIndex
-                )
+                await room.add_ice_candidate(message.target, message.candidate, message.sdpMid, message.sdpMLineIndex)
             elif isinstance(message, p.Chat):
                 if not self._chat_bucket.take(time.monotonic()):
                     raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, "At most a chat message a second; this was dropped")
-                room.chat(self, message.text)
+                await room.chat(message.text)
             elif isinstance(message, p.RaiseHand):
                 self._require(frozenset({Role.STUDENT}), "raise a hand")
-                await room.set_hand(self, message.raised)
+                await room.set_hand(message.raised)
             elif isinstance(message, p.PollOpen):
                 self._require(PUBLISHERS, "open a poll")
-                self.send(p.PollOpened(poll_id=room.open_poll(message.question, message.options)))
+                self.send(p.PollOpened(poll_id=await room.open_poll(message.question, message.options)))
             elif isinstance(message, p.PollAnswer):
                 self._require(frozenset({Role.STUDENT}), "answer a poll")
-                await room.answer_poll(self, message.poll_id, message.choice)
+                await room.answer_poll(message.poll_id, message.choice)
             elif isinstance(message, p.PollClose):
                 self._require(PUBLISHERS, "close a poll")
                 await room.close_poll(message.poll_id, message.show)
@@ -281,22 +296,24 @@ class Session:
                 await room.remove(message.participant_id)
             elif isinstance(message, p.Invite):
                 self._require(PUBLISHERS, "invite a student on stage")
-                room.invite(message.participant_id)
+                await room.invite(message.participant_id)
             elif isinstance(message, p.EndTurn):
                 self._require(PUBLISHERS, "end a student's turn")
                 await room.end_turn()
             elif isinstance(message, p.Mute):
                 self._require(PUBLISHERS, "mute a participant")
-                await room.mute_stage(message.participant_id, message.muted)
+                await room.mute(message.participant_id, message.muted)
             elif isinstance(message, p.EndLesson):
                 self._require(PUBLISHERS, "end the lesson")
-                await room.end_lesson(self)
+                await room.end_lesson()
         except ClassroomError as exc:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc)) from exc
         except SdpError as exc:
             raise p.ProtocolError(p.ErrorCode.BAD_SDP, str(exc)) from exc
         except LookupError as exc:
             raise p.ProtocolError(p.ErrorCode.BAD_STATE, str(exc)) from exc
+        except UNREACHABLE as exc:
+            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, f"The room cannot be reached now; retry ({exc})") from exc
 
     def _require(self, roles: frozenset[Role], action: str) -> None:
         if self.role not in roles:
@@ -306,6 +323,7 @@ class Session:
     async def _join(self, message: p.Join) -> None:
         if self.room is not None:
             raise p.ProtocolError(p.ErrorCode.ALREADY_JOINED, f"Already joined room {self.room.name!r}")
+        started = time.perf_counter()
         try:
             grant = verify_token(self._settings.signing_secret, message.token)
         except TokenExpired as exc:
@@ -321,13 +339,15 @@ class Session:
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self._held = []
         try:
-            room, resumed = await self._rooms.join(grant.room, self)
+            room, result = await self._cluster.join(grant.room, self)
         except ClassroomError as exc:
-            self._held = None
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
+        except UNREACHABLE as exc:
+            text = f"The room cannot be reached now; reconnect in a moment ({exc})"
+            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True) from exc
+        finally:
+            held, self._held = self._held, None
         self.room = room
-        hand = await room.hand_raised(self.participant_id)
-        held, self._held = self._held, None
         lesson = self._schedule.lesson_now(grant.room)
         self.send(
             p.Joined(
@@ -335,13 +355,16 @@ class Session:
                 room=grant.room,
                 role=self.role.value,
                 name=self.name,
-                live=room.live,
+                live=result.live,
                 lesson=p.Lesson.model_validate(lesson) if lesson else None,
-                resumed=resumed,
-                hand=hand,
+                resumed=result.resumed,
+                hand=result.hand,
             )
         )
-        for message in held:
+        for message in held or ():
             self.send(message)
+        self._metrics.joins.labels(self.role.value).inc()
+        self._metrics.join_seconds.observe(time.perf_counter() - started)
+        log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
         if self.role in SUBSCRIBERS:
-            self.send(p.Offer(sdp=await room.subscribe(self)))
+            self.send(p.Offer(sdp=await room.subscribe()))

@@ -1,6 +1,8 @@
-"""Shared facts (who is in which room, who broadcasts) behind one ``Store`` interface."""
+"""Shared facts (who is in which room, who broadcasts, which node holds it) behind one ``Store``
+interface, and the ``Bus`` that carries messages between nodes."""
 
-from .base import ParticipantRecord, Stay, Store
-from .factory import open_store
+from .base import NodeInfo, ParticipantRecord, Stay, Store
+from .bus import Bus
+from .factory import open_state
 
-__all__ = ["ParticipantRecord", "Stay", "Store", "open_store"]
+__all__ = ["Bus", "NodeInfo", "ParticipantRecord", "Stay", "Store", "open_state"]

@@ -31,9 +31,35 @@ class Stay:
     role: str
     joined_at: float
     left_at: float | None = None
+    node: str = ""  # the node that held the room then: a stay left open by a dead node is closed by the next
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def key(self) -> str:
+        return f"{self.participant_id}|{self.joined_at!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A server process as its heartbeat describes it; placement picks the lowest ``load``."""
+
+    node: str
+    participants: int
+    rooms: int
+    cpu: float  # cores used by the process over the last heartbeat interval
+    at: float
+
+    @property
+    def load(self) -> float:
+        return self.participants + CORE_PARTICIPANTS * self.cpu
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CORE_PARTICIPANTS = 200  # one busy core weighs as much as this many participants in placement
 
 
 class Store(Protocol):
@@ -72,5 +98,30 @@ class Store(Protocol):
 
     async def attendance(self, room: str) -> list[Stay]:
         """Every stay in the room, by join time."""
+
+    async def open_stays(self, room: str) -> list[Stay]:
+        """The stays not closed yet (people in the room now, or left open by a node that died)."""
+
+    # Nodes and where rooms live -----------------------------------------------------------------
+
+    async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:
+        """The node is alive for ``ttl_s`` more seconds, with this load."""
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Nodes whose heartbeat has not lapsed."""
+
+    async def node_seen(self, node: str) -> float | None:
+        """When ``node`` last sent a heartbeat (kept after it lapses), if ever."""
+
+    async def room_owner(self, room: str) -> str | None: ...
+
+    async def claim_room(self, room: str, node: str, ttl_s: float, replacing: str | None = None) -> str:
+        """Make ``node`` the room's owner if it has none (or ``replacing`` owns it); returns the owner."""
+
+    async def renew_rooms(self, node: str, rooms: list[str], ttl_s: float) -> list[str]:
+        """Extend ``node``'s lease on its rooms; returns those another node owns now."""
+
+    async def release_room(self, room: str, node: str) -> None:
+        """The room is empty: forget its owner, if it is still ``node``."""
 
     async def close(self) -> None: ...

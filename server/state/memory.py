@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 
-from .base import ParticipantRecord, Stay
+from .base import NodeInfo, ParticipantRecord, Stay
 
 
 class MemoryStore:
@@ -14,7 +15,10 @@ class MemoryStore:
         self._broadcasters: dict[str, str] = {}
         self._hands: defaultdict[str, dict[str, float]] = defaultdict(dict)
         self._polls: defaultdict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        self._stays: defaultdict[str, dict[tuple[str, float], Stay]] = defaultdict(dict)
+        self._stays: defaultdict[str, dict[str, Stay]] = defaultdict(dict)
+        self._open: defaultdict[str, dict[str, Stay]] = defaultdict(dict)
+        self._nodes: dict[str, tuple[NodeInfo, float]] = {}  # node -> info, lapses at (monotonic)
+        self._owners: dict[str, tuple[str, float]] = {}  # room -> node, lease ends at (monotonic)
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         roster = self._rosters[room]
@@ -71,10 +75,50 @@ class MemoryStore:
         return dict(self._polls.get((room, poll_id), {}))
 
     async def record_stay(self, room: str, stay: Stay) -> None:
-        self._stays[room][(stay.participant_id, stay.joined_at)] = stay
+        self._stays[room][stay.key] = stay
+        if stay.left_at is None:
+            self._open[room][stay.key] = stay
+        else:
+            self._open[room].pop(stay.key, None)
 
     async def attendance(self, room: str) -> list[Stay]:
         return sorted(self._stays.get(room, {}).values(), key=lambda s: s.joined_at)
+
+    async def open_stays(self, room: str) -> list[Stay]:
+        return sorted(self._open.get(room, {}).values(), key=lambda s: s.joined_at)
+
+    async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:
+        self._nodes[info.node] = (info, time.monotonic() + ttl_s)
+
+    async def nodes(self) -> list[NodeInfo]:
+        now = time.monotonic()
+        return [info for info, lapses in self._nodes.values() if lapses > now]
+
+    async def node_seen(self, node: str) -> float | None:
+        entry = self._nodes.get(node)
+        return entry[0].at if entry else None
+
+    async def room_owner(self, room: str) -> str | None:
+        entry = self._owners.get(room)
+        return entry[0] if entry and entry[1] > time.monotonic() else None
+
+    async def claim_room(self, room: str, node: str, ttl_s: float, replacing: str | None = None) -> str:
+        owner = await self.room_owner(room)
+        if owner is None or owner == replacing:
+            self._owners[room] = (node, time.monotonic() + ttl_s)
+            return node
+        return owner
+
+    async def renew_rooms(self, node: str, rooms: list[str], ttl_s: float) -> list[str]:
+        lost = []
+        for room in rooms:
+            if await self.claim_room(room, node, ttl_s, replacing=node) != node:
+                lost.append(room)
+        return lost
+
+    async def release_room(self, room: str, node: str) -> None:
+        if await self.room_owner(room) == node:
+            del self._owners[room]
 
     async def close(self) -> None:
         return None

@@ -7,18 +7,28 @@ Keys (``{room}`` in braces keeps a room's keys in one cluster slot):
 - ``sky:{room}:hands``  sorted set  participant id, scored by the time the hand went up
 - ``sky:{room}:poll:{poll}``  hash  participant id -> choice (HSETNX: the first answer stands)
 - ``sky:{room}:stays``  hash  "participant|joined_at" -> JSON stay (attendance)
+- ``sky:{room}:open``  hash  the same, for the stays not closed yet
+- ``sky:{room}:owner``  string  the node holding the room; a lease its owner renews (PX)
+- ``sky:node:{node}``  string  JSON load of a live node; lapses (PX) when heartbeats stop
+- ``sky:nodes``  hash  node -> JSON of its latest heartbeat, kept after it lapses (when it was last seen)
 Every key carries a TTL refreshed on each change (``ttl_s``; attendance ``record_ttl_s``), so a
-crashed node leaves no permanent debris.
+crashed node leaves no permanent debris. No command scans the keyspace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, TimeoutError
 
-from .base import ParticipantRecord, Stay
+from .base import NodeInfo, ParticipantRecord, Stay
+from .bus import Handler
+
+log = logging.getLogger(__name__)
 
 _ADD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -37,6 +47,18 @@ if redis.call('HINCRBY', KEYS[2], role, -1) <= 0 then redis.call('HDEL', KEYS[2]
 return 1
 """
 
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[3] then return owner end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisStore:
     def __init__(
@@ -48,10 +70,12 @@ class RedisStore:
         self._record_ttl_s = record_ttl_s
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> RedisStore:
-        return cls(Redis.from_url(url, decode_responses=True), **kwargs)  # type: ignore[arg-type]
+        return cls(connect(url), **kwargs)  # type: ignore[arg-type]
 
     def _key(self, room: str, name: str) -> str:
         return f"{self._prefix}:{{{room}}}:{name}"
@@ -114,15 +138,119 @@ class RedisStore:
         return {str(k): int(v) for k, v in answers.items()}
 
     async def record_stay(self, room: str, stay: Stay) -> None:
-        key = self._key(room, "stays")
+        stays, open_ = self._key(room, "stays"), self._key(room, "open")
+        value = json.dumps(stay.to_dict())
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, f"{stay.participant_id}|{stay.joined_at!r}", json.dumps(stay.to_dict()))
-            pipe.expire(key, self._record_ttl_s)
+            pipe.hset(stays, stay.key, value)
+            pipe.expire(stays, self._record_ttl_s)
+            if stay.left_at is None:
+                pipe.hset(open_, stay.key, value)
+                pipe.expire(open_, self._record_ttl_s)
+            else:
+                pipe.hdel(open_, stay.key)
             await pipe.execute()
 
     async def attendance(self, room: str) -> list[Stay]:
         values = await self._redis.hvals(self._key(room, "stays"))
         return sorted((Stay(**json.loads(v)) for v in values), key=lambda s: s.joined_at)
 
+    async def open_stays(self, room: str) -> list[Stay]:
+        values = await self._redis.hvals(self._key(room, "open"))
+        return sorted((Stay(**json.loads(v)) for v in values), key=lambda s: s.joined_at)
+
+    async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:
+        value = json.dumps(info.to_dict())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{self._prefix}:node:{info.node}", value, px=int(ttl_s * 1000))
+            pipe.hset(f"{self._prefix}:nodes", info.node, value)
+            await pipe.execute()
+
+    async def nodes(self) -> list[NodeInfo]:
+        names = [str(n) for n in await self._redis.hkeys(f"{self._prefix}:nodes")]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(f"{self._prefix}:node:{name}")
+            values = await pipe.execute()
+        return [NodeInfo(**json.loads(v)) for v in values if v]
+
+    async def node_seen(self, node: str) -> float | None:
+        value = await self._redis.hget(f"{self._prefix}:nodes", node)
+        return float(json.loads(value)["at"]) if value else None
+
+    async def room_owner(self, room: str) -> str | None:
+        value = await self._redis.get(self._key(room, "owner"))
+        return str(value) if value is not None else None
+
+    async def claim_room(self, room: str, node: str, ttl_s: float, replacing: str | None = None) -> str:
+        args: list[str | int] = [node, int(ttl_s * 1000), replacing or ""]
+        return str(await self._claim(keys=[self._key(room, "owner")], args=args))
+
+    async def renew_rooms(self, node: str, rooms: list[str], ttl_s: float) -> list[str]:
+        if not rooms:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room in rooms:  # one script per key: a room's keys share a cluster slot, rooms do not
+                await self._claim(keys=[self._key(room, "owner")], args=[node, int(ttl_s * 1000), node], client=pipe)
+            owners = await pipe.execute()
+        return [room for room, owner in zip(rooms, owners, strict=True) if owner != node]
+
+    async def release_room(self, room: str, node: str) -> None:
+        await self._release(keys=[self._key(room, "owner")], args=[node])
+
     async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def connect(url: str) -> Redis:
+    """A client that fails fast while Redis is unreachable instead of hanging the caller."""
+    return Redis.from_url(url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=1.0)
+
+
+class RedisBus:
+    """Pub/sub on its own connection; listening survives Redis restarts (it subscribes again)."""
+
+    def __init__(self, client: Redis) -> None:
+        self._redis = client
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBus:
+        return cls(connect(url))
+
+    async def listen(self, channel: str, handler: Handler) -> None:
+        subscribed = asyncio.get_running_loop().create_future()
+        self._tasks.append(asyncio.create_task(self._listen(channel, handler, subscribed)))
+        await subscribed
+
+    async def _listen(self, channel: str, handler: Handler, subscribed: asyncio.Future[None]) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                if not subscribed.done():
+                    subscribed.set_result(None)
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        handler(message["data"])
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.warning("bus: lost channel %s (%s); subscribing again", channel, exc)
+                await asyncio.sleep(0.25)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def publish(self, messages: list[tuple[str, str]]) -> list[int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, message in messages:
+                pipe.publish(channel, message)
+            return [int(n) for n in await pipe.execute()]
+
+    async def listeners(self, channel: str) -> int:
+        counts = await self._redis.pubsub_numsub(channel)
+        return int(counts[0][1]) if counts else 0
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()

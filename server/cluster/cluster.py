@@ -1,0 +1,225 @@
+"""Rooms shared by every node on one Redis: a session lands on any node; its room lives on one.
+
+A join asks the store which node holds the room (placing a new room on the least-loaded node).
+Rooms held here are joined directly. For a room held elsewhere the session gets a ``RemoteHandle``:
+its actions are calls to the holding node, where a ``RemoteMember`` stands in for it and the room
+events it receives come back over the link. Media goes straight from the participant to the holding
+node (the offer and answer carry that node's ICE addresses); only signaling is relayed.
+
+Each heartbeat this node also looks after failures: sessions here whose room's node died are told
+to reconnect (they join again, and the room is placed anew); members held here whose session's
+node died are treated as dropped connections (they may resume through another node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections import defaultdict
+from typing import Any
+
+from ..rooms import Member, Room, Rooms
+from ..rooms import events as ev
+from ..state import Bus, Store
+from ..state.resilient import StoreUnavailable
+from ..tokens import Role
+from .handles import OPERATIONS, JoinResult, LocalHandle, RemoteHandle, RemoteMember, RoomHandle
+from .link import Link, NodeUnreachable, RoomUnavailable
+from .node import HEARTBEAT_S, LEASE_S, Node
+
+log = logging.getLogger(__name__)
+
+RENEW_EVERY = 3  # heartbeats between lease renewals
+
+
+class Cluster:
+    def __init__(self, rooms: Rooms, store: Store, bus: Bus) -> None:
+        self.id = rooms.node
+        self.rooms = rooms
+        self._store = store
+        self._bus = bus
+        self.link = Link(bus, self.id, self._on_call, self._on_events)
+        self.node = Node(self.id, store, bus, self._load)
+        self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
+        self._remote: dict[str, RemoteMember] = {}  # held here, sessions elsewhere
+        self._adopting: dict[str, asyncio.Lock] = {}
+        self._beats: asyncio.Task[None] | None = None
+        rooms.on_closed = self._released
+
+    def _load(self) -> tuple[int, int]:
+        return sum(len(room.members) for room in self.rooms), len(self.rooms)
+
+    async def start(self) -> None:
+        await self.link.start()  # listen before the heartbeat says we are here
+        await self.node.beat()
+        self._beats = asyncio.create_task(self._beat_forever())
+
+    async def close(self) -> None:
+        if self._beats is not None:
+            self._beats.cancel()
+        await self.link.close()
+
+    # Joining ------------------------------------------------------------------------------------
+
+    async def join(self, room: str, member: Member) -> tuple[RoomHandle, JoinResult]:
+        """Join ``room`` wherever it is held; raises ``NodeUnreachable`` or ``StoreUnavailable``
+        when it cannot be reached now (the client retries)."""
+        dead_owner: str | None = None
+        while True:
+            owner = await self.node.place(room, dead_owner)
+            if owner == self.id:
+                return await self._join_here(room, member)
+            key = secrets.token_hex(8)
+            handle = RemoteHandle(self.link, owner, room, member, key)
+            self._sessions[key] = (member, handle)
+            try:
+                return handle, await handle.join()
+            except NodeUnreachable:
+                self._sessions.pop(key, None)
+                if dead_owner == owner or not await self.node.wait_dead(owner):
+                    raise
+                log.warning("room %s: node %s is dead; placing the room again", room, owner)
+                dead_owner = owner
+            except BaseException:
+                self._sessions.pop(key, None)
+                raise
+
+    async def _join_here(self, room: str, member: Member) -> tuple[LocalHandle, JoinResult]:
+        if self.rooms.get(room) is None:
+            lock = self._adopting.setdefault(room, asyncio.Lock())
+            async with lock:
+                if self.rooms.get(room) is None:
+                    await self._adopt(room)
+            self._adopting.pop(room, None)
+        held, resumed = await self.rooms.join(room, member)
+        handle = LocalHandle(self.rooms, held, member)
+        return handle, await handle.join_result(resumed)
+
+    async def _adopt(self, room: str) -> None:
+        """Take the room on. If a node that died held it, its roster entries go, and its open stays
+        are handed to the room: a participant back within the resume window continues theirs."""
+        records = await self._store.participants(room)
+        stays = await self._store.open_stays(room)
+        nodes = {r.node for r in records} | {s.node for s in stays}
+        dead = {n for n in nodes - {self.id, ""} if await self.node.dead(n)}
+        held = self.rooms.create(room)
+        if not dead:
+            return
+        for record in records:
+            if record.node in dead:
+                await self._store.remove_participant(room, record.participant_id)
+        if await self._store.broadcaster(room) in {r.participant_id for r in records if r.node in dead}:
+            await self._store.set_broadcaster(room, None)
+        seen = {n: await self._store.node_seen(n) or time.time() for n in dead}
+        orphans = [s for s in stays if s.node in dead]
+        held.adopt(orphans, {s.participant_id: seen[s.node] for s in orphans})
+        log.warning("room %s: taken over from %s (%d open stays)", room, ", ".join(sorted(dead)), len(orphans))
+
+    def _released(self, room: str) -> None:
+        asyncio.ensure_future(self._store.release_room(room, self.id))
+
+    async def resync(self) -> None:
+        """Redis is back, perhaps empty: write again what the rooms held here know."""
+        await self.node.beat()
+        for room in self.rooms:
+            await room.resync()
+        await self._renew()
+        log.warning("state written again for %d rooms", len(self.rooms))
+
+    # Calls from other nodes ---------------------------------------------------------------------
+
+    async def _on_call(self, op: str, payload: dict[str, Any]) -> Any:
+        room_name, key, info = payload["room"], payload["key"], payload["member"]
+        if op == "join":
+            if self.rooms.get(room_name) is None and await self._store.room_owner(room_name) != self.id:
+                raise RoomUnavailable(f"Room {room_name!r} is moving to another node; join again")
+            pid, name, role = info["participant_id"], info["name"], Role(info["role"])
+            member = RemoteMember(pid, name, role, room_name, payload["node"], key, self.link)
+            self._remote[key] = member
+            _, result = await self._join_here(room_name, member)
+            return dataclasses.asdict(result)
+        if op not in OPERATIONS:
+            raise LookupError(f"No operation {op!r}")
+        known = self._remote.get(key)
+        room = self._room_of(known) if known is not None else None
+        if known is None or room is None:
+            if op in ("disconnect", "leave"):
+                return None
+            raise LookupError("You are not in this room any more; join again")
+        if op == "leave":
+            self._remote.pop(key, None)
+        return await getattr(LocalHandle(self.rooms, room, known), op)(**payload["args"])
+
+    def _on_events(self, keys: list[str], event: ev.Event) -> None:
+        for key in keys:
+            entry = self._sessions.get(key)
+            if entry is not None:
+                entry[0].deliver(event)
+
+    def forget(self, handle: RoomHandle) -> None:
+        """The session holding ``handle`` is over."""
+        if isinstance(handle, RemoteHandle):
+            self._sessions.pop(handle.key, None)
+
+    # Heartbeat and failures ---------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        beats = 0
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            beats += 1
+            try:
+                await self.node.beat()
+                await self._watch_owners()
+                await self._watch_sessions()
+                if beats % RENEW_EVERY == 0:
+                    await self._renew()
+            except (StoreUnavailable, ConnectionError, OSError) as exc:
+                log.warning("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _watch_owners(self) -> None:
+        """Sessions here whose room's node died: tell them to reconnect (the room moves)."""
+        by_owner: defaultdict[str, list[str]] = defaultdict(list)
+        for key, (_, handle) in self._sessions.items():
+            by_owner[handle.owner].append(key)
+        for owner, keys in by_owner.items():
+            if await self.node.dead(owner):
+                log.warning("node %s is dead: %d sessions here reconnect", owner, len(keys))
+                for key in keys:
+                    member, _ = self._sessions.pop(key)
+                    member.deliver(ev.Moved())
+
+    async def _watch_sessions(self) -> None:
+        """Members held here whose session's node died are dropped connections; members that left
+        are forgotten."""
+        by_node: defaultdict[str, list[str]] = defaultdict(list)
+        for key, member in list(self._remote.items()):
+            if self._room_of(member) is None:
+                del self._remote[key]
+            else:
+                by_node[member.node].append(key)
+        for node, keys in by_node.items():
+            if await self.node.dead(node):
+                log.warning("node %s is dead: its %d members here may resume elsewhere", node, len(keys))
+                for key in keys:
+                    member = self._remote.pop(key)
+                    room = self._room_of(member)
+                    if room is not None:
+                        self.rooms.disconnect(room, member)
+
+    def _room_of(self, member: RemoteMember) -> Room | None:
+        room = self.rooms.get(member.room)
+        return room if room is not None and room.members.get(member.participant_id) is member else None
+
+    async def _renew(self) -> None:
+        names = [room.name for room in self.rooms]
+        for name in await self._store.renew_rooms(self.id, names, LEASE_S):
+            room = self.rooms.get(name)
+            if room is not None:
+                log.warning("room %s: another node holds it now; its members move there", name)
+                await self.rooms.evict(room)
