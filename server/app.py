@@ -37,7 +37,7 @@ from .rooms import Rooms
 from .settings import Settings
 from .signaling.session import Session
 from .state import open_state
-from .state.resilient import ResilientStore
+from .state.resilient import ResilientStore, StoreUnavailable
 from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.cleanup()
 
     app = FastAPI(title="Sky Classroom", lifespan=lifespan)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"Shared state is unreachable for a moment: {exc}"}, 503, {"Retry-After": "2"})
     settings.signing_secret  # noqa: B018 (create the development secret before the first join)
 
     def page(name: str) -> FileResponse:

@@ -19,6 +19,7 @@ from ..media.sfu import SdpError
 from ..rooms import ClassroomError
 from ..rooms import events as ev
 from ..state import Bus
+from ..state.bus import BusUnavailable
 from ..state.resilient import StoreUnavailable
 from .codec import decode_event, encode_event
 
@@ -106,7 +107,10 @@ class Link:
         self._pending[call_id] = future
         message = {"k": "call", "id": call_id, "from": self.node, "op": op, "p": payload}
         try:
-            (reached,) = await self._bus.publish([(channel(node), json.dumps(message))])
+            try:
+                (reached,) = await self._bus.publish([(channel(node), json.dumps(message))])
+            except BusUnavailable as exc:
+                raise RoomUnavailable(f"Other nodes cannot be reached now: {exc}") from exc
             if not reached:
                 raise NodeUnreachable(f"Node {node} does not answer")
             async with asyncio.timeout(timeout):

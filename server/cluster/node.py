@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 
 from ..state import Bus, NodeInfo, Store
+from ..state.bus import BusUnavailable
+from ..state.resilient import StoreUnavailable
 from .link import channel
 
 HEARTBEAT_S = 1.0
@@ -38,12 +40,15 @@ class Node:
 
     async def dead(self, node: str) -> bool:
         """True only for a node known to have lived that neither beats nor listens now; a node
-        we know nothing of (Redis restarted empty) gets the benefit of the doubt."""
-        if node == self.id or await self._bus.listeners(channel(node)) > 0:
+        we know nothing of (Redis restarted empty), or cannot ask about now, gets the benefit of the doubt."""
+        try:
+            if node == self.id or await self._bus.listeners(channel(node)) > 0:
+                return False
+            if any(info.node == node for info in await self._store.nodes()):
+                return False
+            return await self._store.node_seen(node) is not None
+        except (BusUnavailable, StoreUnavailable):
             return False
-        if any(info.node == node for info in await self._store.nodes()):
-            return False
-        return await self._store.node_seen(node) is not None
 
     async def wait_dead(self, node: str) -> bool:
         """Whether ``node`` is dead, waiting up to a heartbeat's lifetime for it to lapse."""

@@ -10,13 +10,17 @@ from typing import Protocol
 Handler = Callable[[str], None]
 
 
+class BusUnavailable(Exception):
+    """The bus (Redis) cannot be reached now."""
+
+
 class Bus(Protocol):
     async def listen(self, channel: str, handler: Handler) -> None:
         """Call ``handler`` with each message published on ``channel``, in order, until closed."""
 
     async def publish(self, messages: list[tuple[str, str]]) -> list[int]:
         """Publish (channel, message) pairs in order; returns how many listeners each reached
-        (0: nobody listens on that channel now)."""
+        (0: nobody listens on that channel now). Raises ``BusUnavailable``."""
 
     async def listeners(self, channel: str) -> int: ...
 

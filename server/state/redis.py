@@ -23,10 +23,12 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 from .base import NodeInfo, ParticipantRecord, Stay
-from .bus import Handler
+from .bus import BusUnavailable, Handler
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +204,16 @@ class RedisStore:
 
 
 def connect(url: str) -> Redis:
-    """A client that fails fast while Redis is unreachable instead of hanging the caller."""
-    return Redis.from_url(url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=1.0)
+    """A client that fails fast while Redis is unreachable instead of hanging the caller, and
+    retries once on a fresh connection (after a Redis restart the pooled ones are dead)."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
 
 
 class RedisBus:
@@ -223,30 +233,42 @@ class RedisBus:
         await subscribed
 
     async def _listen(self, channel: str, handler: Handler, subscribed: asyncio.Future[None]) -> None:
+        lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
                 if not subscribed.done():
                     subscribed.set_result(None)
+                if lost:
+                    log.warning("bus: listening on %s again", channel)
+                    lost = False
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         handler(message["data"])
             except (ConnectionError, TimeoutError, OSError) as exc:
-                log.warning("bus: lost channel %s (%s); subscribing again", channel, exc)
+                if not lost:
+                    log.warning("bus: lost channel %s (%s); subscribing again until Redis answers", channel, exc)
+                    lost = True
                 await asyncio.sleep(0.25)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def publish(self, messages: list[tuple[str, str]]) -> list[int]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for channel, message in messages:
-                pipe.publish(channel, message)
-            return [int(n) for n in await pipe.execute()]
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, message in messages:
+                    pipe.publish(channel, message)
+                return [int(n) for n in await pipe.execute()]
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise BusUnavailable(str(exc)) from exc
 
     async def listeners(self, channel: str) -> int:
-        counts = await self._redis.pubsub_numsub(channel)
+        try:
+            counts = await self._redis.pubsub_numsub(channel)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise BusUnavailable(str(exc)) from exc
         return int(counts[0][1]) if counts else 0
 
     async def close(self) -> None:

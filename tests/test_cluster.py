@@ -1,0 +1,201 @@
+"""Several `skyclass serve` nodes on one Redis: rooms shared across nodes, nodes and Redis that fail."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+
+from server.media.ice import use_host_addresses
+
+from .conftest import ServerProcess, _redis_answers, free_port, start_server, stop_server
+from .peers import PatternTrack, SignalingClient, publish, subscribe
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> None:
+    use_host_addresses(["127.0.0.1"])
+
+
+@pytest.fixture
+def cluster_redis(redis_url: str) -> str:
+    """A database of its own on the test Redis, empty (channels are per node, so they do not clash)."""
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    Redis.from_url(url).flushdb()
+    return url
+
+
+def start_nodes(tmp: Path, redis_url: str, count: int) -> list[ServerProcess]:
+    nodes = []
+    for name in "abcdef"[:count]:
+        (tmp / name).mkdir()
+        nodes.append(start_server(tmp / name, "--redis", redis_url))
+    return nodes
+
+
+async def joined(node: ServerProcess, room: str, role: str, name: str) -> SignalingClient:
+    client = await SignalingClient.connect(node.ws_url)
+    await client.join(room, node.token(room, role, name))
+    return client
+
+
+async def next_frame_within(track, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    await asyncio.wait_for(track.recv(), seconds)
+
+
+async def until(client: SignalingClient, type_: str, check, timeout: float = 5.0) -> dict:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await client.expect(type_, timeout)
+            if check(message):
+                return message
+
+
+def no_tracebacks(*nodes: ServerProcess) -> None:
+    for node in nodes:
+        assert "Traceback" not in node.log(), node.log()[-4000:]
+
+
+async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> None:
+    a, b, c = start_nodes(tmp_path, cluster_redis, 3)
+    try:
+        room = f"city-{uuid.uuid4().hex[:6]}"
+        teacher = await joined(a, room, "teacher", "Ms Li")
+        wei = await joined(b, room, "student", "Wei")
+        fang = await joined(c, room, "student", "Fang")
+        subscriptions = [await subscribe(wei), await subscribe(fang)]
+        publisher = await publish(teacher, PatternTrack())
+        for student in (wei, fang):
+            assert (await student.expect("broadcast"))["live"] is True
+        for _pc, tracks in subscriptions:  # media straight from node A, signaling through B and C
+            for _ in range(5):
+                await next_frame_within(tracks["video"], 15)
+
+        await teacher.send({"type": "chat", "text": "早上好"})
+        for client in (teacher, wei, fang):
+            assert (await client.expect("chat"))["text"] == "早上好"
+        await fang.send({"type": "hand", "raised": True})
+        hands = await until(teacher, "hands", lambda m: m["raised"])
+        assert [h["name"] for h in hands["raised"]] == ["Fang"]
+        roster = await until(teacher, "roster", lambda m: m["total"] == 3)
+        assert sorted(p["name"] for p in roster["participants"]) == ["Fang", "Ms Li", "Wei"]
+        await fang.send({"type": "hand", "raised": [1]})  # refused by node C, precisely
+        assert (await fang.expect("error"))["code"] == "bad_message"
+
+        async with httpx.AsyncClient() as http:
+            for node in (a, b, c):  # every node answers for the room
+                status = (await http.get(f"{node.url}/api/rooms/{room}")).json()
+                assert status == {"room": room, "live": True, "students": 2}
+        # the room is held on A; B and C only relay their sessions' signaling
+        assert a.metric("skyclass_rooms") == 1 and b.metric("skyclass_rooms") == 0
+        assert b.metric('skyclass_participants{role="student"}') == 1
+        assert b.metric("skyclass_sfu_packets_out_total") == 0 < a.metric("skyclass_sfu_packets_out_total")
+
+        await wei.send({"type": "leave"})
+        roster = await until(teacher, "roster", lambda m: m["total"] == 2)
+        await publisher.close()
+        for pc, _ in subscriptions:
+            await pc.close()
+        for client in (teacher, wei, fang):
+            await client.close()
+        no_tracebacks(a, b, c)
+    finally:
+        for node in (a, b, c):
+            stop_server(node)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A redis-server of this test's own (it restarts it), without persistence: it comes back empty."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (see .ci/run)"
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        processes.append(subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while not _redis_answers(port):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", processes
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redis) -> None:  # type: ignore[no-untyped-def]
+    url, processes = own_redis
+    a, b = start_nodes(tmp_path, url, 2)
+    try:
+        room = f"outage-{uuid.uuid4().hex[:6]}"
+        teacher = await joined(a, room, "teacher", "Ms Li")
+        near = await joined(a, room, "student", "Near")
+        far = await joined(b, room, "student", "Far")
+        subscriptions = [await subscribe(near), await subscribe(far)]
+        publisher = await publish(teacher, PatternTrack())
+        for _pc, tracks in subscriptions:
+            await next_frame_within(tracks["video"], 15)
+
+        processes[0].kill()  # Redis gone, and with it everything it held
+        processes[0].wait()
+        outage_started = time.monotonic()
+        while time.monotonic() - outage_started < 3:  # the lesson goes on: video to both students
+            for _pc, tracks in subscriptions:
+                await next_frame_within(tracks["video"], 2)
+        await teacher.send({"type": "chat", "text": "still here"})
+        assert (await near.expect("chat"))["text"] == "still here"  # same node: no Redis needed
+        assert a.metric("skyclass_redis_up") == 0
+
+        restart = time.monotonic()
+        # the same port, empty
+        args = processes[0].args
+        processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        async with httpx.AsyncClient() as http:
+            while True:  # state converges: node A writes what its room knows again
+                response = await http.get(f"{b.url}/api/rooms/{room}")
+                status = response.json() if response.status_code != 503 else "unavailable"
+                if status == {"room": room, "live": True, "students": 2}:
+                    break
+                assert time.monotonic() - restart < 10, status
+                await asyncio.sleep(0.2)
+        print(f"state converged {time.monotonic() - restart:.1f} s after Redis came back")
+        assert a.metric("skyclass_redis_up") == 1
+
+        for _ in range(5):  # B listens on the bus again (within a second): the room reaches its student
+            await teacher.send({"type": "chat", "text": "back"})
+            try:
+                assert (await far.expect("chat", timeout=1.0))["text"] == "back"
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("the student on node B never heard the teacher again")
+        await far.send({"type": "hand", "raised": True})
+        await until(teacher, "hands", lambda m: [h["name"] for h in m["raised"]] == ["Far"])
+        late = await joined(b, room, "student", "Late")
+        await until(teacher, "roster", lambda m: m["total"] == 4)
+        for _pc, tracks in subscriptions:
+            await next_frame_within(tracks["video"], 2)
+
+        await publisher.close()
+        for pc, _ in subscriptions:
+            await pc.close()
+        for client in (teacher, near, far, late):
+            await client.close()
+        assert "Redis is unreachable" in a.log() and "Redis answers again" in a.log()
+        no_tracebacks(a, b)
+    finally:
+        for node in (a, b):
+            stop_server(node)
