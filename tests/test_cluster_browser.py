@@ -1,0 +1,84 @@
+"""A node killed mid-lesson, with real pages: the room moves and everyone comes back by themselves.
+
+Node A holds the room and the teacher's connection (through a load balancer that sends new
+connections to the first node that accepts them); the students' pages are served by nodes B and C.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("playwright.async_api")
+
+from tests.balancer import Balancer  # noqa: E402
+from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats  # noqa: E402
+from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+from tests.test_cluster import cluster_redis, no_tracebacks, start_nodes  # noqa: E402, F401
+
+from .conftest import stop_server  # noqa: E402
+
+pytestmark = browser_marks
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_a_node_killed_mid_lesson(tmp_path: Path, cluster_redis: str) -> None:  # noqa: F811
+    a, b, c = start_nodes(tmp_path, cluster_redis, 3)
+    balancer = Balancer([port_of(n.url) for n in (a, b, c)])
+    front = await balancer.start()
+    room = f"failover-{uuid.uuid4().hex[:6]}"
+    log = PageLog()
+    try:
+        async with chromium() as browser:
+            context = await browser.new_context(permissions=["camera", "microphone"])
+            teacher = log.watch(await context.new_page(), "teacher")
+            await teacher.goto(teach_url(a, room).replace(a.url, front))
+            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
+            await teacher.locator("#start").click()
+            await wait_stats(teacher, "s.publishing && s.state === 'connected' && s.framesEncoded > 0")
+            students = []
+            for node, name in ((b, "Wei"), (c, "Fang")):
+                page = log.watch(await context.new_page(), name)
+                await page.goto(learn_url(node, room, name))
+                await wait_stats(page, "s.source === 'live' && s.liveFramesDecoded > 10")
+                students.append(page)
+            assert a.metric("skyclass_rooms") == 1, "the room should be held on A, where the teacher joined"
+
+            killed_at = time.monotonic()
+            a.process.kill()
+            a.process.wait()
+            times: dict[str, float] = {}
+            for label, page in (("teacher", teacher), ("Wei", students[0]), ("Fang", students[1])):
+                await wait_stats(page, "s.reconnects >= 1", timeout=15_000)
+                times[f"{label} joined again"] = time.monotonic() - killed_at
+            await wait_stats(teacher, "s.publishing && s.state === 'connected'", timeout=15_000)
+            for label, page in (("Wei", students[0]), ("Fang", students[1])):
+                frames = (await stats(page))["liveFramesDecoded"]
+                await wait_stats(page, f"s.source === 'live' && s.liveFramesDecoded > {frames + 10}", timeout=15_000)
+                times[f"{label} live video again"] = time.monotonic() - killed_at
+            print("\nafter SIGKILL of the room's node: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+            assert max(v for k, v in times.items() if k.endswith("joined again")) < 5 + 1, times
+
+            admin = b.token(room, "admin", "ops")
+            async with httpx.AsyncClient() as http:
+                attendance = (await http.get(f"{c.url}/api/rooms/{room}/attendance?token={admin}")).json()
+            people = {p["name"]: p for p in attendance["participants"]}
+            assert sorted(people) == ["Fang", "Teacher Li", "Wei"], attendance
+            for person in people.values():  # one continuous stay each, still open
+                assert [s["left_at"] for s in person["stays"]] == [None], person
+            assert log.page_errors == [], log.dump()
+        no_tracebacks(b, c)
+    except BaseException:
+        print(log.dump())
+        raise
+    finally:
+        await balancer.close()
+        for node in (a, b, c):
+            stop_server(node)
