@@ -218,8 +218,9 @@ export class ChatBox {
   takeError(msg) {
     const recent = this.lastSent && performance.now() - this.lastSent.at < 5000;
     if (!recent || !(msg.code in CHAT_ERRORS)) return false;
-    if (!this.input.value) this.input.value = this.lastSent.text;
-    this.lastSent = null;
+    // Several sent at once may be refused: each refusal is the chat's, the text comes back once.
+    if (!this.input.value && !this.lastSent.restored) this.input.value = this.lastSent.text;
+    this.lastSent.restored = true;
     this.problem(msg.code);
     return true;
   }

@@ -55,12 +55,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store, bus = await open_state(settings.redis_url)
         runtime = tempfile.TemporaryDirectory(prefix="skyclass-")
         pool = MediaPool(await _media_backends(settings, Path(runtime.name)), settings.max_subscribers_per_worker)
-        catalog = Catalog(settings.recordings_dir)
+        node_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
+        catalog = Catalog(settings.recordings_dir, node_id)
         await asyncio.get_running_loop().run_in_executor(None, ensure_demo_lesson, catalog)
+        for recording in catalog.list():  # every node lists what is on this one's disk
+            await store.save_recording(recording.to_json())
+        catalog.on_change = lambda recording: asyncio.ensure_future(store.save_recording(recording.to_json()))
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
         schedule.load(settings.timetable)
         app.state.catalog, app.state.schedule = catalog, schedule
-        node_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
         rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now)
         cluster = Cluster(rooms, store, bus)
         await cluster.start()
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": f"Shared state is unreachable for a moment: {exc}"}, 503, {"Retry-After": "2"})
+
     settings.signing_secret  # noqa: B018 (create the development secret before the first join)
 
     def page(name: str) -> FileResponse:
@@ -219,16 +223,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/recordings")
     async def recordings(room: str | None = None) -> list[dict[str, object]]:
         """Recorded lessons, newest first; ``room`` narrows to one class."""
-        return [_recording_json(r) for r in app.state.catalog.list(room)]
+        return [_recording_json(Recording.from_json(r)) for r in await app.state.rooms.store.recordings(room)]
 
     @app.get("/api/recordings/{recording_id}")
     async def recording(recording_id: str) -> dict[str, object]:
-        return _recording_json(_find_recording(app, recording_id))
+        found = await app.state.rooms.store.recording(recording_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"No recording {recording_id!r}")
+        return _recording_json(Recording.from_json(found))
 
     @app.get("/recordings/{recording_id}-screen.webm", include_in_schema=False)
     async def recording_screen(recording_id: str) -> FileResponse:
         """The shared screen of a recorded lesson, with range requests."""
-        found = _find_recording(app, recording_id)
+        found = await _local_recording(app, recording_id)
         if found.screen_file is None:
             raise HTTPException(status_code=404, detail=f"Recording {recording_id!r} has no shared screen")
         return FileResponse(app.state.catalog.directory / found.screen_file, media_type="video/webm")
@@ -236,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/recordings/{recording_id}.webm", include_in_schema=False)
     async def recording_media(recording_id: str) -> FileResponse:
         """The file, with HTTP range requests so a browser can seek."""
-        found = _find_recording(app, recording_id)
+        found = await _local_recording(app, recording_id)
         return FileResponse(app.state.catalog.media_path(found), media_type="video/webm")
 
     @app.websocket("/ws")
@@ -268,11 +275,20 @@ def _require_grant(request: Request, settings: Settings, *, action: str, room: s
     raise HTTPException(status_code=403, detail=f"A {grant.role.value} may not {action}")
 
 
-def _find_recording(app: FastAPI, recording_id: str) -> Recording:
-    found: Recording | None = app.state.catalog.get(recording_id)
-    if found is None or not app.state.catalog.media_path(found).exists():
-        raise HTTPException(status_code=404, detail=f"No recording {recording_id!r}")
-    return found
+async def _local_recording(app: FastAPI, recording_id: str) -> Recording:
+    """A recording whose files this node can serve."""
+    catalog: Catalog = app.state.catalog
+    found = catalog.get(recording_id)
+    if found is not None and catalog.media_path(found).exists():
+        return found
+    elsewhere = await app.state.rooms.store.recording(recording_id)
+    if elsewhere is not None:
+        detail = (
+            f"Recording {recording_id!r} is on the disk of node {elsewhere.get('node')}; "
+            "share SKYCLASS_DATA_DIR/recordings between nodes (README, many nodes)"
+        )
+        raise HTTPException(status_code=404, detail=detail)
+    raise HTTPException(status_code=404, detail=f"No recording {recording_id!r}")
 
 
 def _recording_json(recording: Recording) -> dict[str, object]:

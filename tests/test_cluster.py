@@ -94,6 +94,12 @@ async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> N
             for node in (a, b, c):  # every node answers for the room
                 status = (await http.get(f"{node.url}/api/rooms/{room}")).json()
                 assert status == {"room": room, "live": True, "students": 2}
+            # the lesson's recording, on A's disk, is in the catalog every node lists
+            listed = (await http.get(f"{c.url}/api/recordings", params={"room": room})).json()
+            assert [r["status"] for r in listed] == ["recording"], listed
+            assert (await http.get(f"{a.url}{listed[0]['url']}")).status_code == 200
+            elsewhere = await http.get(f"{c.url}{listed[0]['url']}")
+            assert elsewhere.status_code == 404 and "share SKYCLASS_DATA_DIR" in elsewhere.json()["detail"]
         # the room is held on A; B and C only relay their sessions' signaling
         assert a.metric("skyclass_rooms") == 1 and b.metric("skyclass_rooms") == 0
         assert b.metric('skyclass_participants{role="student"}') == 1

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.state import ParticipantRecord, Store
+from server.state import Bus, ParticipantRecord, Store
+from server.state.bus import MemoryBus
 from server.state.memory import MemoryStore
 from server.state.redis import RedisStore
 
@@ -128,3 +129,97 @@ async def test_attendance_stays(store: Store) -> None:
         ("a", 10.0, 70.0),
         ("a", 100.0, None),
     ]
+
+
+async def test_open_stays_are_the_ones_not_closed(store: Store) -> None:
+    from server.state import Stay
+
+    await store.record_stay("r", Stay("a", "Wei", "student", 10.0, node="n1"))
+    await store.record_stay("r", Stay("b", "Li", "student", 12.0, node="n1"))
+    await store.record_stay("r", Stay("a", "Wei", "student", 10.0, 70.0, node="n1"))
+    await store.record_stay("r", Stay("a", "Wei", "student", 80.0, node="n2"))  # back, on another node
+    assert [(s.participant_id, s.joined_at, s.node) for s in await store.open_stays("r")] == [
+        ("b", 12.0, "n1"),
+        ("a", 80.0, "n2"),
+    ]
+    assert await store.open_stays("elsewhere") == []
+
+
+async def test_heartbeats_lapse_but_are_remembered(store: Store) -> None:
+    import asyncio
+
+    from server.state import NodeInfo
+
+    await store.heartbeat(NodeInfo("n1", participants=3, rooms=1, cpu=0.5, at=100.0), ttl_s=0.3)
+    await store.heartbeat(NodeInfo("n2", participants=0, rooms=0, cpu=0.0, at=101.0), ttl_s=30)
+    assert sorted(n.node for n in await store.nodes()) == ["n1", "n2"]
+    assert next(n for n in await store.nodes() if n.node == "n1").load == 3 + 0.5 * 200
+    await asyncio.sleep(0.4)
+    assert [n.node for n in await store.nodes()] == ["n2"]
+    assert await store.node_seen("n1") == 100.0
+    assert await store.node_seen("never") is None
+
+
+async def test_a_room_has_one_owner_at_a_time(store: Store) -> None:
+    import asyncio
+
+    assert await store.room_owner("r") is None
+    assert await store.claim_room("r", "n1", 30) == "n1"
+    assert await store.claim_room("r", "n2", 30) == "n1"  # taken
+    assert await store.claim_room("r", "n2", 30, replacing="n3") == "n1"  # n3 does not own it
+    assert await store.claim_room("r", "n2", 30, replacing="n1") == "n2"  # n1 died: n2 takes over
+    assert await store.renew_rooms("n1", ["r"], 30) == ["r"]  # n1 lost it
+    assert await store.renew_rooms("n2", ["r"], 30) == []
+    await store.release_room("r", "n1")  # not n1's to release
+    assert await store.room_owner("r") == "n2"
+    await store.release_room("r", "n2")
+    assert await store.room_owner("r") is None
+    assert await store.claim_room("q", "n1", 0.2) == "n1"
+    await asyncio.sleep(0.3)
+    assert await store.room_owner("q") is None  # the lease lapsed
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus_pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus]]:
+    """Two nodes' buses: the same one in one process, two Redis connections otherwise."""
+    if request.param == "memory":
+        bus = MemoryBus()
+        yield bus, bus
+        return
+    from server.state.redis import RedisBus
+
+    url = request.getfixturevalue("redis_url")
+    first, second = RedisBus.from_url(url), RedisBus.from_url(url)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_the_bus_delivers_in_order_and_counts_listeners(bus_pair: tuple[Bus, Bus]) -> None:
+    import asyncio
+
+    sender, receiver = bus_pair
+    channel = f"test-{uuid.uuid4().hex[:8]}"
+    assert await sender.listeners(channel) == 0
+    assert await sender.publish([(channel, "lost")]) == [0]  # nobody listens yet
+    got: list[str] = []
+    await receiver.listen(channel, got.append)
+    assert await sender.listeners(channel) == 1
+    assert await sender.publish([(channel, str(i)) for i in range(100)]) == [1] * 100
+    for _ in range(100):
+        if len(got) == 100:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [str(i) for i in range(100)]
+
+
+async def test_recordings_newest_first(store: Store) -> None:
+    room = f"r-{uuid.uuid4().hex[:6]}"
+    for i, started in enumerate((10.0, 30.0, 20.0)):
+        await store.save_recording({"id": f"{room}-{i}", "room": room, "started_at": started, "node": "n1"})
+    await store.save_recording({"id": f"{room}-x", "room": room + "-other", "started_at": 40.0})
+    await store.save_recording({"id": f"{room}-0", "room": room, "started_at": 10.0, "status": "complete"})
+    assert [r["id"] for r in await store.recordings(room)] == [f"{room}-1", f"{room}-2", f"{room}-0"]
+    assert (await store.recording(f"{room}-0"))["status"] == "complete"  # type: ignore[index]
+    assert await store.recording("nothing") is None
+    assert [r["id"] for r in await store.recordings(limit=2)][:1] == [f"{room}-x"]

@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,23 +39,35 @@ class Recording:
     audio_frames: int = 0
     error: str | None = None
     screen_file: str | None = None  # the teacher's shared screen, when there was one
+    node: str = ""  # whose disk holds the files
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recording:
+        recording = cls(**data)
+        recording.status = Status(recording.status)
+        return recording
+
 
 class Catalog:
-    def __init__(self, directory: Path) -> None:
+    """The recordings on this node's disk. Each change is also handed to ``on_change`` (the app
+    writes it to the store, where every node lists it)."""
+
+    def __init__(self, directory: Path, node: str = "") -> None:
         self.directory = directory
+        self.node = node
+        self.on_change: Callable[[Recording], object] = lambda recording: None
         directory.mkdir(parents=True, exist_ok=True)
         self._recordings: dict[str, Recording] = {}
         for sidecar in sorted(directory.glob("*.json")):
             try:
-                recording = Recording(**json.loads(sidecar.read_text()))
+                recording = Recording.from_json(json.loads(sidecar.read_text()))
             except (ValueError, TypeError) as exc:
                 log.warning("skipping %s: %s", sidecar, exc)
                 continue
-            recording.status = Status(recording.status)
+            recording.node = node  # the files are here now
             if recording.status is Status.RECORDING:  # its writer died with the last run
                 recording.status = Status.INTERRUPTED
                 recording.duration_s = probe_duration(self.media_path(recording))
@@ -67,7 +80,9 @@ class Catalog:
     def begin(self, room: str, teacher: str, title: str = "") -> Recording:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         recording_id = f"{stamp}-{secrets.token_hex(3)}"
-        recording = Recording(recording_id, room, title or room, teacher, time.time(), f"{recording_id}.webm")
+        recording = Recording(
+            recording_id, room, title or room, teacher, time.time(), f"{recording_id}.webm", node=self.node
+        )
         self._recordings[recording_id] = recording
         self._save(recording)
         return recording
@@ -104,6 +119,7 @@ class Catalog:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(recording.to_json(), ensure_ascii=False))
         temporary.replace(path)  # a crash leaves the old sidecar or the new one, never half of one
+        self.on_change(recording)
 
 
 def probe_duration(path: Path) -> float | None:

@@ -102,6 +102,16 @@ class Store(Protocol):
     async def open_stays(self, room: str) -> list[Stay]:
         """The stays not closed yet (people in the room now, or left open by a node that died)."""
 
+    # Recorded lessons (the catalog every node lists; the files are on the recording node's disk) ---
+
+    async def save_recording(self, recording: dict[str, Any]) -> None:
+        """Add or update a recording's entry (``id``, ``room`` and ``started_at`` are required)."""
+
+    async def recordings(self, room: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Newest first; ``room`` narrows to one class."""
+
+    async def recording(self, recording_id: str) -> dict[str, Any] | None: ...
+
     # Nodes and where rooms live -----------------------------------------------------------------
 
     async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from typing import Any
 
 from .base import NodeInfo, ParticipantRecord, Stay
 
@@ -19,6 +20,7 @@ class MemoryStore:
         self._open: defaultdict[str, dict[str, Stay]] = defaultdict(dict)
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}  # node -> info, lapses at (monotonic)
         self._owners: dict[str, tuple[str, float]] = {}  # room -> node, lease ends at (monotonic)
+        self._recordings: dict[str, dict[str, Any]] = {}
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         roster = self._rosters[room]
@@ -86,6 +88,17 @@ class MemoryStore:
 
     async def open_stays(self, room: str) -> list[Stay]:
         return sorted(self._open.get(room, {}).values(), key=lambda s: s.joined_at)
+
+    async def save_recording(self, recording: dict[str, Any]) -> None:
+        self._recordings[recording["id"]] = dict(recording)
+
+    async def recordings(self, room: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        found = [r for r in self._recordings.values() if room is None or r["room"] == room]
+        return sorted(found, key=lambda r: r["started_at"], reverse=True)[:limit]
+
+    async def recording(self, recording_id: str) -> dict[str, Any] | None:
+        found = self._recordings.get(recording_id)
+        return dict(found) if found is not None else None
 
     async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:
         self._nodes[info.node] = (info, time.monotonic() + ttl_s)

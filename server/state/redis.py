@@ -11,6 +11,8 @@ Keys (``{room}`` in braces keeps a room's keys in one cluster slot):
 - ``sky:{room}:owner``  string  the node holding the room; a lease its owner renews (PX)
 - ``sky:node:{node}``  string  JSON load of a live node; lapses (PX) when heartbeats stop
 - ``sky:nodes``  hash  node -> JSON of its latest heartbeat, kept after it lapses (when it was last seen)
+- ``sky:recording:{id}``  string  JSON entry of a recorded lesson
+- ``sky:recordings``, ``sky:{room}:recordings``  sorted sets  recording ids by start time
 Every key carries a TTL refreshed on each change (``ttl_s``; attendance ``record_ttl_s``), so a
 crashed node leaves no permanent debris. No command scans the keyspace.
 """
@@ -159,6 +161,27 @@ class RedisStore:
     async def open_stays(self, room: str) -> list[Stay]:
         values = await self._redis.hvals(self._key(room, "open"))
         return sorted((Stay(**json.loads(v)) for v in values), key=lambda s: s.joined_at)
+
+    async def save_recording(self, recording: dict[str, Any]) -> None:
+        recording_id, started_at = recording["id"], float(recording["started_at"])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self._prefix}:recording:{recording_id}", json.dumps(recording), ex=self._record_ttl_s)
+            pipe.zadd(f"{self._prefix}:recordings", {recording_id: started_at})
+            pipe.zadd(self._key(recording["room"], "recordings"), {recording_id: started_at})
+            await pipe.execute()
+
+    async def recordings(self, room: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        index = self._key(room, "recordings") if room is not None else f"{self._prefix}:recordings"
+        ids = [str(i) for i in await self._redis.zrevrange(index, 0, limit - 1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for recording_id in ids:
+                pipe.get(f"{self._prefix}:recording:{recording_id}")
+            values = await pipe.execute()
+        return [json.loads(v) for v in values if v]
+
+    async def recording(self, recording_id: str) -> dict[str, Any] | None:
+        value = await self._redis.get(f"{self._prefix}:recording:{recording_id}")
+        return json.loads(value) if value else None
 
     async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:
         value = json.dumps(info.to_dict())

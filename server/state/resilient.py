@@ -36,6 +36,7 @@ _QUEUED: dict[str, object] = {
     "answer_poll": True,
     "record_stay": None,
     "release_room": None,
+    "save_recording": None,
 }
 _SKIPPED: dict[str, object] = {"heartbeat": None, "renew_rooms": []}
 _READS = {
@@ -49,7 +50,12 @@ _READS = {
     "nodes",
     "node_seen",
     "room_owner",
+    "recordings",
+    "recording",
 }
+
+
+Kwargs = dict[str, Any]
 
 
 class StoreUnavailable(Exception):
@@ -64,7 +70,7 @@ class ResilientStore:
         self.failures = 0  # calls that failed
         self.dropped = 0  # queued writes dropped because the queue was full
         self.rtt_s = 0.0  # round trip of the latest ping
-        self._queue: deque[tuple[str, tuple[Any, ...]]] = deque(maxlen=QUEUE_LIMIT)
+        self._queue: deque[tuple[str, tuple[Any, ...], Kwargs]] = deque(maxlen=QUEUE_LIMIT)
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._recovery: asyncio.Task[None] | None = None
 
@@ -90,29 +96,29 @@ class ResilientStore:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._inner, name)
         if name in _QUEUED or name in _SKIPPED:
-            return lambda *args: self._write(name, method, args)
+            return lambda *args, **kwargs: self._write(name, method, args, kwargs)
         if name in _READS:
-            return lambda *args: self._read(name, method, args)
+            return lambda *args, **kwargs: self._read(name, method, args, kwargs)
         return lambda *args, **kwargs: self._other(method, args, kwargs)
 
-    async def _write(self, name: str, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    async def _write(self, name: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Kwargs) -> Any:
         if self.up:
             try:
-                return await method(*args)
+                return await method(*args, **kwargs)
             except FAILURES as exc:
                 self._went_down(exc)
         if name in _SKIPPED:
             return _SKIPPED[name]
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
-        self._queue.append((name, args))
+        self._queue.append((name, args, kwargs))
         return _QUEUED[name]
 
-    async def _read(self, name: str, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        key = (name, *args)
+    async def _read(self, name: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Kwargs) -> Any:
+        key = (name, *args, *sorted(kwargs.items()))
         if self.up:
             try:
-                value = await method(*args)
+                value = await method(*args, **kwargs)
             except FAILURES as exc:
                 self._went_down(exc)
             else:
@@ -125,7 +131,7 @@ class ResilientStore:
             return self._cache[key]
         raise StoreUnavailable(f"Redis is unreachable and {name} was never read before")
 
-    async def _other(self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _other(self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Kwargs) -> Any:
         if not self.up:
             raise StoreUnavailable("Redis is unreachable")
         try:
@@ -149,8 +155,8 @@ class ResilientStore:
             try:
                 await self.ping()
                 while self._queue:
-                    name, args = self._queue[0]
-                    await getattr(self._inner, name)(*args)
+                    name, args, kwargs = self._queue[0]
+                    await getattr(self._inner, name)(*args, **kwargs)
                     self._queue.popleft()
             except FAILURES:
                 self.failures += 1
