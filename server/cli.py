@@ -41,6 +41,11 @@ def serve(
             os.environ[f"SKYCLASS_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
     settings = Settings()
     settings.signing_secret  # noqa: B018 (made once here, not raced by the worker processes)
+    if workers > 1:  # likewise the demo lesson
+        from .lessons.catalog import Catalog
+        from .lessons.demo import ensure_demo_lesson
+
+        ensure_demo_lesson(Catalog(settings.recordings_dir))
     uvicorn.run(
         "server.app:create_app",
         factory=True,

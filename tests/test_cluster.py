@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +207,32 @@ async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redi
     finally:
         for node in (a, b):
             stop_server(node)
+
+
+async def test_workers_share_one_port(tmp_path: Path, cluster_redis: str) -> None:
+    """`--workers 2`: two processes on one port; whichever takes a connection, the room is one."""
+    node = start_server(tmp_path, "--redis", cluster_redis, "--workers", "2", "--log-format", "json")
+    try:
+        registry = Redis.from_url(cluster_redis, decode_responses=True)
+        deadline = time.monotonic() + 30
+        while len(registry.hkeys("sky:nodes")) < 2:  # both processes are up
+            assert time.monotonic() < deadline, registry.hkeys("sky:nodes")
+            await asyncio.sleep(0.1)
+        room = f"workers-{uuid.uuid4().hex[:6]}"
+        clients = [await joined(node, room, "teacher", "Ms Li")]
+        clients += [await joined(node, room, "student", f"pupil {i}") for i in range(6)]
+        await clients[0].send({"type": "chat", "text": "大家好"})
+        for client in clients:
+            assert (await client.expect("chat"))["text"] == "大家好"
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{node.url}/api/rooms/{room}")).json()["students"] == 6
+        await asyncio.sleep(0.5)
+        records = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
+        joins = [r for r in records if r["message"] == "joined" and r.get("room") == room]
+        assert len(joins) == 7 and all(r["participant"] and r["role"] for r in joins), joins  # JSON log lines
+        print(f"joins per process: {Counter(r['process'] for r in joins)}")
+        for client in clients:
+            await client.close()
+        no_tracebacks(node)
+    finally:
+        stop_server(node)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -116,7 +117,7 @@ class Catalog:
 
     def _save(self, recording: Recording) -> None:
         path = self.directory / f"{recording.id}.json"
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")  # processes may share the directory
         temporary.write_text(json.dumps(recording.to_json(), ensure_ascii=False))
         temporary.replace(path)  # a crash leaves the old sidecar or the new one, never half of one
         self.on_change(recording)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fractions
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def _picture(index: int) -> np.ndarray:
 
 def make_demo_lesson(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # processes sharing the directory
     with av.open(str(partial), "w", format="webm") as container:
         video = container.add_stream("libvpx", rate=FPS)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
