@@ -39,6 +39,7 @@ def serve(
     for name, value in overrides.items():  # through the environment, so that every worker process reads them
         if value is not None:
             os.environ[f"SKYCLASS_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    _raise_open_file_limit()
     settings = Settings()
     settings.signing_secret  # noqa: B018 (made once here, not raced by the worker processes)
     if workers > 1:  # likewise the demo lesson
@@ -57,6 +58,15 @@ def serve(
         ws_per_message_deflate=False,  # halves memory per idle session
         ws_ping_interval=None,  # clients ping us; the session closes after 60 s of silence
     )
+
+
+def _raise_open_file_limit() -> None:
+    """Every session is a socket: allow as many as the system lets this process have."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _log_config(level: str, style: str) -> dict[str, Any]:

@@ -166,3 +166,16 @@ async def test_room_status_api(server: ServerProcess) -> None:
     assert status == {"room": room, "live": False, "students": 1}
     await student.close()
     assert json.loads(json.dumps(status))
+
+
+async def test_a_signaling_only_join_gets_media_when_it_asks(server: ServerProcess) -> None:
+    room = "sig-no-media"
+    student = await SignalingClient.connect(server.ws_url)
+    await student.send({"type": "join", "room": room, "token": server.token(room, "student", "s"), "subscribe": False})
+    await student.expect("joined")
+    await student.send({"type": "ping"})
+    await student.expect("pong")
+    assert not [m for m in student.inbox if m["type"] == "offer"], "an offer came without being asked for"
+    await student.send({"type": "subscribe"})
+    assert (await student.expect("offer"))["target"] == "subscribe"
+    await student.close()

@@ -69,6 +69,7 @@ class Join(_Message):
     type: Literal["join"]
     room: str = Field(min_length=1, max_length=128)
     token: str = Field(min_length=1, max_length=4096)
+    subscribe: bool = True  # false: no media offer now (a `subscribe` message asks for it later)
 
 
 class Publish(_Message):

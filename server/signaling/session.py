@@ -366,5 +366,5 @@ class Session:
         self._metrics.joins.labels(self.role.value).inc()
         self._metrics.join_seconds.observe(time.perf_counter() - started)
         log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
-        if self.role in SUBSCRIBERS:
+        if self.role in SUBSCRIBERS and message.subscribe:
             self.send(p.Offer(sdp=await room.subscribe()))
