@@ -361,8 +361,8 @@ class Session:
                 hand=result.hand,
             )
         )
-        for message in held or ():
-            self.send(message)
+        for event in held or ():
+            self.send(event)
         self._metrics.joins.labels(self.role.value).inc()
         self._metrics.join_seconds.observe(time.perf_counter() - started)
         log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
