@@ -66,9 +66,10 @@ class RtpProbe:
     packets (retransmissions) are counted separately and not as media.
     """
 
-    def __init__(self, pc: Any) -> None:
+    def __init__(self, pc: Any, decode: bool = False) -> None:
         self.streams: dict[str, StreamCounts] = {}
         self.retransmissions = 0
+        self.decode = decode  # also hand packets to aiortc (to decode the first frame), until set False
         for transceiver in pc.getTransceivers():
             self._tap(transceiver)
 
@@ -77,8 +78,11 @@ class RtpProbe:
         counts = self.streams.setdefault(kind, StreamCounts())
         receiver = transceiver.receiver
         media_pts: set[int] = set()
+        handle = receiver._handle_rtp_packet
 
         async def count(packet: Any, arrival_time_ms: int) -> None:
+            if self.decode:
+                await handle(packet, arrival_time_ms)
             if not media_pts:
                 media_pts.update(c.payloadType for c in transceiver._codecs if not c.mimeType.endswith("/rtx"))
             if packet.payload_type not in media_pts:

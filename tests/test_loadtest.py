@@ -1,0 +1,30 @@
+"""A 30-second smoke of every load scenario at tiny scale: no failed join, no error, every probe
+receives video, and nothing is left running afterwards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadtest.run import ok, run
+
+
+@pytest.mark.parametrize("scenario", ["flag-raising", "school-day", "teacher-reconnect", "chat-burst"])
+def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    args = argparse.Namespace(
+        scenario=scenario, learners=60, duration=30, ramp=10, probes=2, publishers=2, server=None, secret=None,
+        allow_remote=False, server_workers=1, max_sessions=0, locust_processes=1, out=str(tmp_path),
+    )
+    summary = run(args)
+    assert ok(summary), summary
+    assert summary["joins"] >= 60 and summary["peak_users"] == 60, summary
+    assert summary["probe_freezes"] == 0 and summary["probe_fps_min"] >= 10, summary
+    teachers = summary["teachers"]
+    assert teachers["teacher_drops"] == teachers["teacher_resumed"], teachers  # type: ignore[index]
+    assert (tmp_path / "report.html").read_text().count("<svg") == 3
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not left, f"processes left behind: {left}"
