@@ -65,6 +65,7 @@ def summarize(out: Path, scenario: str, learners: int) -> dict[str, Any]:
         "probe_loss_max": max((float(p["loss"]) for p in good), default=None),
         "teachers": teachers,
         "server_cpu_max": max((float(s["cpu"]) for s in samples), default=None),
+        "server_cpu_seconds": round(sum(float(s["cpu"]) for s in samples), 1),  # one sample a second
         "server_rss_mb_max": max((float(s["rss_mb"]) for s in samples), default=None),
     }
 

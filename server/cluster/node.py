@@ -16,6 +16,7 @@ HEARTBEAT_S = 1.0
 HEARTBEAT_TTL_S = 2.5  # a node silent this long, and not listening on its channel, is dead
 LEASE_S = 10.0  # a room's owner renews its lease every few heartbeats
 NEAR_LEAST = 0.1  # placement picks at random among nodes within 10% of the least load
+OWNER_CACHE_S = 2.0  # a join storm into one room asks the store who holds it once per this
 
 
 class Node:
@@ -26,6 +27,7 @@ class Node:
         self._load = load  # (participants, rooms) held here
         self._cpu_at = (time.monotonic(), time.process_time())
         self.rtt_s = 0.0  # the latest heartbeat's round trip to the store
+        self._owners: dict[str, tuple[str, float]] = {}  # room -> owner, known until (monotonic)
 
     async def beat(self) -> None:
         now, cpu = time.monotonic(), time.process_time()
@@ -61,8 +63,13 @@ class Node:
 
     async def place(self, room: str, dead_owner: str | None = None) -> str:
         """The node that holds ``room``: its owner, or (none, or ``dead_owner``) the least-loaded node."""
+        now = time.monotonic()
+        cached = self._owners.get(room)
+        if cached is not None and cached[1] > now and cached[0] != dead_owner:
+            return cached[0]
         owner = await self._store.room_owner(room)
         if owner is not None and owner != dead_owner:
+            self._remember(room, owner, now)
             return owner
         nodes = await self._store.nodes()
         candidate = self.id
@@ -71,4 +78,11 @@ class Node:
             near = [info.node for info in nodes if info.load <= least * (1 + NEAR_LEAST) + 1]
             if self.id not in near:  # this node, when it is as good as any: no hop for its sessions
                 candidate = random.choice(near)
-        return await self._store.claim_room(room, candidate, LEASE_S, replacing=owner)
+        owner = await self._store.claim_room(room, candidate, LEASE_S, replacing=owner)
+        self._remember(room, owner, now)
+        return owner
+
+    def _remember(self, room: str, owner: str, now: float) -> None:
+        if len(self._owners) > 10_000:
+            self._owners = {r: o for r, o in self._owners.items() if o[1] > now}
+        self._owners[room] = (owner, now + OWNER_CACHE_S)

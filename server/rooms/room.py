@@ -460,12 +460,12 @@ class Room:
 
     async def resync(self) -> None:
         """Write this room's facts to the store again (it came back after losing them)."""
-        for pid, member in self.members.items():
+        for pid, member in list(self.members.items()):
             stay = self._stays.get(pid)
             joined_at = stay.joined_at if stay is not None else time.time()
             record = ParticipantRecord(pid, member.name, member.role.value, self._node, joined_at)
             await self._store.add_participant(self.name, record)
-        for stay in self._stays.values():
+        for stay in list(self._stays.values()):
             await self._store.record_stay(self.name, stay)
         await self._store.set_broadcaster(self.name, self.publisher_id)
         self._schedule_notify()

@@ -24,7 +24,7 @@ import json
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -226,17 +226,24 @@ class RedisStore:
         await self._redis.aclose()
 
 
+POOL_SIZE = 32  # connections per process: a join storm waits for one instead of opening thousands
+
+
 def connect(url: str) -> Redis:
-    """A client that fails fast while Redis is unreachable instead of hanging the caller, and
-    retries once on a fresh connection (after a Redis restart the pooled ones are dead)."""
-    return Redis.from_url(
+    """A client that fails fast while Redis is unreachable instead of hanging the caller, retries
+    once on a fresh connection (after a Redis restart the pooled ones are dead), and shares a
+    bounded pool."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=5.0,
         decode_responses=True,
         socket_timeout=2.0,
         socket_connect_timeout=1.0,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
         retry_on_error=[ConnectionError, TimeoutError],
     )
+    return Redis(connection_pool=pool)
 
 
 class RedisBus:
