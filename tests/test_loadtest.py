@@ -16,8 +16,19 @@ from loadtest.run import ok, run
 def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     args = argparse.Namespace(
-        scenario=scenario, learners=60, duration=30, ramp=10, probes=2, publishers=2, server=None, secret=None,
-        allow_remote=False, server_workers=1, max_sessions=0, locust_processes=1, out=str(tmp_path),
+        scenario=scenario,
+        learners=60,
+        duration=30,
+        ramp=10,
+        probes=2,
+        publishers=2,
+        server=None,
+        secret=None,
+        allow_remote=False,
+        server_workers=1,
+        max_sessions=0,
+        locust_processes=1,
+        out=str(tmp_path),
     )
     summary = run(args)
     assert ok(summary), summary

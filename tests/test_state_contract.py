@@ -104,8 +104,10 @@ async def test_hands_in_order(store: Store) -> None:
     await store.set_hand("r", "a", 1.0)
     await store.set_hand("r", "a", 5.0)  # raising again keeps the first time
     assert await store.hands("r") == [("a", 1.0), ("b", 2.0)]
+    assert await store.hand("r", "a") == 1.0
     await store.set_hand("r", "a", None)
     assert await store.hands("r") == [("b", 2.0)]
+    assert await store.hand("r", "a") is None
 
 
 async def test_the_first_poll_answer_stands(store: Store) -> None:

@@ -190,7 +190,7 @@ class Room:
         self._schedule_notify()
 
     async def hand_raised(self, participant_id: str) -> bool:
-        return any(pid == participant_id for pid, _ in await self._store.hands(self.name))
+        return await self._store.hand(self.name, participant_id) is not None
 
     async def _hands(self) -> ev.HandsChanged:
         hands = []

@@ -355,6 +355,9 @@ class Error(_Message):
     fatal: bool = False
 
 
+ServerMessage = _Message  # the base of every message the server sends
+
+
 def encode(message: _Message) -> str:
     return message.model_dump_json()
 

@@ -30,6 +30,57 @@ CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
 UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
 
 
+def _as_message(event: ev.Event) -> p.ServerMessage:
+    """The wire message for a room event that reads the same to every member it reaches."""
+    match event:
+        case ev.BroadcastChanged(live):
+            return p.Broadcast(live=live)
+        case ev.Presence(students):
+            return p.Presence(students=students)
+        case ev.ChatMessage(sender_id, name, role, text, at):
+            return p.ChatOut(from_id=sender_id, name=name, role=role, text=text, at=at)
+        case ev.HandsChanged(raised):
+            return p.Hands(
+                raised=[p.HandOut(participant_id=h.participant_id, name=h.name, at=h.raised_at) for h in raised]
+            )
+        case ev.Roster(entries, total):
+            participants = [
+                p.RosterEntry(participant_id=e.participant_id, name=e.name, role=e.role, hand=e.hand, away=e.away)
+                for e in entries
+            ]
+            return p.Roster(participants=participants, total=total)
+        case ev.PollOpened(poll_id, question, options, answered):
+            return p.PollOut(poll_id=poll_id, question=question, options=list(options), answered=answered)
+        case ev.PollResults(poll_id, question, options, counts, answered, final):
+            return p.PollResults(
+                poll_id=poll_id,
+                question=question,
+                options=list(options),
+                counts=list(counts),
+                answered=answered,
+                final=final,
+            )
+        case ev.PollClosed(poll_id):
+            return p.PollClosed(poll_id=poll_id)
+        case ev.Invited():
+            return p.Invited()
+        case ev.StageChanged(participant_id, name, muted):
+            return p.Stage(participant_id=participant_id, name=name, muted=muted)
+    raise TypeError(f"No wire message for {event!r}")
+
+
+_last_wire: tuple[ev.Event | None, str] = (None, "")
+
+
+def _wire(event: ev.Event) -> str:
+    """Encoded once for everyone: a room tells its whole class the same event object in one loop,
+    so the previous encoding is reused (a presence count to 20,000 pupils is one encoding)."""
+    global _last_wire
+    if _last_wire[0] is not event:
+        _last_wire = (event, p.encode(_as_message(event)))
+    return _last_wire[1]
+
+
 class TokenBucket:
     """Allows ``rate`` messages a second on average and ``burst`` at once. Time is passed in."""
 
@@ -84,39 +135,6 @@ class Session:
     def deliver(self, event: ev.Event) -> None:
         """A room event, as the message this participant receives."""
         match event:
-            case ev.BroadcastChanged(live):
-                self.send(p.Broadcast(live=live))
-            case ev.Presence(students):
-                self.send(p.Presence(students=students))
-            case ev.ChatMessage(sender_id, name, role, text, at):
-                self.send(p.ChatOut(from_id=sender_id, name=name, role=role, text=text, at=at))
-            case ev.HandsChanged(raised):
-                hands = [p.HandOut(participant_id=h.participant_id, name=h.name, at=h.raised_at) for h in raised]
-                self.send(p.Hands(raised=hands))
-            case ev.Roster(entries, total):
-                participants = [
-                    p.RosterEntry(participant_id=e.participant_id, name=e.name, role=e.role, hand=e.hand, away=e.away)
-                    for e in entries
-                ]
-                self.send(p.Roster(participants=participants, total=total))
-            case ev.PollOpened(poll_id, question, options, answered):
-                self.send(p.PollOut(poll_id=poll_id, question=question, options=list(options), answered=answered))
-            case ev.PollResults(poll_id, question, options, counts, answered, final):
-                results = p.PollResults(
-                    poll_id=poll_id,
-                    question=question,
-                    options=list(options),
-                    counts=list(counts),
-                    answered=answered,
-                    final=final,
-                )
-                self.send(results)
-            case ev.PollClosed(poll_id):
-                self.send(p.PollClosed(poll_id=poll_id))
-            case ev.Invited():
-                self.send(p.Invited())
-            case ev.StageChanged(participant_id, name, muted):
-                self.send(p.Stage(participant_id=participant_id, name=name, muted=muted))
             case ev.Removed(reason):
                 self._gone = True
                 self.send(p.Removed(reason=reason))
@@ -130,6 +148,8 @@ class Session:
                 asyncio.ensure_future(self._close(CLOSE_REPLACED))
             case ev.Moved():
                 asyncio.ensure_future(self._close(CLOSE_MOVED))
+            case _:
+                self.send(_wire(event))
 
     # Plumbing -------------------------------------------------------------------------------------
 
@@ -141,7 +161,7 @@ class Session:
 
     def _put(self, message: Any) -> None:
         try:
-            self._outbox.put_nowait(p.encode(message))
+            self._outbox.put_nowait(message if isinstance(message, str) else p.encode(message))
         except asyncio.QueueFull:
             if not self._dropped:
                 self._dropped = True

@@ -87,6 +87,9 @@ class Store(Protocol):
     async def hands(self, room: str) -> list[tuple[str, float]]:
         """Raised hands, earliest first."""
 
+    async def hand(self, room: str, participant_id: str) -> float | None:
+        """When this participant's hand went up, if it is up."""
+
     async def answer_poll(self, room: str, poll_id: str, participant_id: str, choice: int) -> bool:
         """Keep a participant's answer; False when they had answered (the first answer stands)."""
 

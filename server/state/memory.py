@@ -66,6 +66,9 @@ class MemoryStore:
     async def hands(self, room: str) -> list[tuple[str, float]]:
         return sorted(self._hands.get(room, {}).items(), key=lambda item: item[1])
 
+    async def hand(self, room: str, participant_id: str) -> float | None:
+        return self._hands.get(room, {}).get(participant_id)
+
     async def answer_poll(self, room: str, poll_id: str, participant_id: str, choice: int) -> bool:
         answers = self._polls[(room, poll_id)]
         if participant_id in answers:

@@ -129,6 +129,10 @@ class RedisStore:
         raised: list[Any] = await self._redis.zrange(self._key(room, "hands"), 0, -1, withscores=True)
         return [(str(pair[0]), float(pair[1])) for pair in raised]
 
+    async def hand(self, room: str, participant_id: str) -> float | None:
+        raised_at = await self._redis.zscore(self._key(room, "hands"), participant_id)
+        return float(raised_at) if raised_at is not None else None
+
     async def answer_poll(self, room: str, poll_id: str, participant_id: str, choice: int) -> bool:
         key = self._key(room, f"poll:{poll_id}")
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -44,6 +44,7 @@ _READS = {
     "count",
     "broadcaster",
     "hands",
+    "hand",
     "poll_answers",
     "attendance",
     "open_stays",
