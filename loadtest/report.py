@@ -67,6 +67,7 @@ def summarize(out: Path, scenario: str, learners: int) -> dict[str, Any]:
         "server_cpu_max": max((float(s["cpu"]) for s in samples), default=None),
         "server_cpu_seconds": round(sum(float(s["cpu"]) for s in samples), 1),  # one sample a second
         "server_rss_mb_max": max((float(s["rss_mb"]) for s in samples), default=None),
+        "locust_cpu_max": max((float(s["locust_cpu"]) for s in samples if s.get("locust_cpu")), default=None),
     }
 
 
@@ -97,6 +98,7 @@ def write_html(out: Path, summary: dict[str, Any]) -> Path:
     users = [(float(r["Timestamp"]) - t0, float(r["User Count"])) for r in history]
     cpu = [(float(s["t"]), float(s["cpu"]) * 100) for s in samples]
     rss = [(float(s["t"]), float(s["rss_mb"])) for s in samples]
+    locust = [(float(s["t"]), float(s["locust_cpu"]) * 100) for s in samples if s.get("locust_cpu")]
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
         for k, v in summary.items()
@@ -109,6 +111,7 @@ def write_html(out: Path, summary: dict[str, Any]) -> Path:
         + _chart("Learners connected (Locust users)", users, "users")
         + _chart("Server CPU (all its processes)", cpu, "% of one core")
         + _chart("Server memory (RSS, all its processes)", rss, "MB")
+        + _chart("Load generator CPU (Locust, all its processes)", locust, "% of one core")
         + "<p>Locust's own report with response-time charts: <a href='locust.html'>locust.html</a>; "
         "raw data: locust_*.csv, server.csv, probes.csv.</p>"
     )

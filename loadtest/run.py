@@ -120,34 +120,48 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 class Sampler:
-    """The server's CPU (cores) and memory each second, from its process tree (local servers)."""
+    """CPU (cores) and memory each second of the server's process tree (when it runs here) and of
+    the load generator's (Locust), so a report tells which side was the bottleneck."""
 
-    def __init__(self, pid: int | None, path: Path) -> None:
-        self._pid = pid
+    def __init__(self, pids: dict[str, int | None], path: Path) -> None:
+        self._pids = {name: pid for name, pid in pids.items() if pid is not None}
         self._file = path.open("w", newline="")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(["t", "cpu", "rss_mb", "processes"])
+        self._writer.writerow(["t", "cpu", "rss_mb", "processes", "locust_cpu"])
         self._began = time.monotonic()
-        self._last: tuple[float, float] | None = None
-        self.latest = (0.0, 0.0)
+        self._last: dict[str, tuple[float, float]] = {}
+        self.latest: dict[str, tuple[float, float]] = {}
 
-    def sample(self) -> None:
-        if self._pid is None:
-            return
-        processes = _tree(self._pid)
+    def _measure(self, name: str, pid: int, now: float) -> tuple[float, float, int] | None:
+        processes = _tree(pid)
         cpu = rss = 0.0
         for process in processes:
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
                 cpu += times.user + times.system
                 rss += process.memory_info().rss
+        last, self._last[name] = self._last.get(name), (now, cpu)
+        if last is None or now <= last[0]:
+            return None
+        usage = (cpu - last[1]) / (now - last[0])
+        self.latest[name] = (usage, rss / 2**20)
+        return usage, rss / 2**20, len(processes)
+
+    def sample(self) -> None:
         now = time.monotonic()
-        if self._last is not None and now > self._last[0]:
-            usage = (cpu - self._last[1]) / (now - self._last[0])
-            self.latest = (usage, rss / 2**20)
-            self._writer.writerow([round(now - self._began, 1), round(usage, 3), round(rss / 2**20, 1), len(processes)])
+        server = self._measure("server", self._pids["server"], now) if "server" in self._pids else None
+        locust = self._measure("locust", self._pids["locust"], now) if "locust" in self._pids else None
+        if server is not None:
+            cpu, rss, count = server
+            row = [
+                round(now - self._began, 1),
+                round(cpu, 3),
+                round(rss, 1),
+                count,
+                round(locust[0], 3) if locust else "",
+            ]
+            self._writer.writerow(row)
             self._file.flush()
-        self._last = (now, cpu)
 
     def close(self) -> None:
         self._file.close()
@@ -262,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 env,
             )
         )
-        sampler = Sampler(pid, out / "server.csv")
+        sampler = Sampler({"server": pid, "locust": locust.pid}, out / "server.csv")
         began = time.monotonic()
         while locust.poll() is None or probes.poll() is None:
             sampler.sample()

@@ -36,6 +36,6 @@ def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
     assert summary["probe_freezes"] == 0 and summary["probe_fps_min"] >= 10, summary
     teachers = summary["teachers"]
     assert teachers["teacher_drops"] == teachers["teacher_resumed"], teachers  # type: ignore[index]
-    assert (tmp_path / "report.html").read_text().count("<svg") == 3
+    assert (tmp_path / "report.html").read_text().count("<svg") == 4
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not left, f"processes left behind: {left}"
