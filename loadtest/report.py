@@ -64,9 +64,9 @@ def summarize(out: Path, scenario: str, learners: int) -> dict[str, Any]:
         "probe_freezes": sum(int(p["freezes"]) for p in good),
         "probe_loss_max": max((float(p["loss"]) for p in good), default=None),
         "teachers": teachers,
-        "server_cpu_max": max((float(s["cpu"]) for s in samples), default=None),
-        "server_cpu_seconds": round(sum(float(s["cpu"]) for s in samples), 1),  # one sample a second
-        "server_rss_mb_max": max((float(s["rss_mb"]) for s in samples), default=None),
+        "server_cpu_max": max((float(s["cpu"]) for s in samples if s["cpu"]), default=None),
+        "server_cpu_seconds": round(sum(float(s["cpu"]) for s in samples if s["cpu"]), 1),  # a sample a second
+        "server_rss_mb_max": max((float(s["rss_mb"]) for s in samples if s["rss_mb"]), default=None),
         "locust_cpu_max": max((float(s["locust_cpu"]) for s in samples if s.get("locust_cpu")), default=None),
     }
 
@@ -96,8 +96,8 @@ def write_html(out: Path, summary: dict[str, Any]) -> Path:
     history = [r for r in _rows(out / "locust_stats_history.csv") if r["Name"] == "Aggregated"]
     t0 = float(history[0]["Timestamp"]) if history else 0.0
     users = [(float(r["Timestamp"]) - t0, float(r["User Count"])) for r in history]
-    cpu = [(float(s["t"]), float(s["cpu"]) * 100) for s in samples]
-    rss = [(float(s["t"]), float(s["rss_mb"])) for s in samples]
+    cpu = [(float(s["t"]), float(s["cpu"]) * 100) for s in samples if s["cpu"]]
+    rss = [(float(s["t"]), float(s["rss_mb"])) for s in samples if s["rss_mb"]]
     locust = [(float(s["t"]), float(s["locust_cpu"]) * 100) for s in samples if s.get("locust_cpu")]
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"

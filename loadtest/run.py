@@ -151,16 +151,10 @@ class Sampler:
         now = time.monotonic()
         server = self._measure("server", self._pids["server"], now) if "server" in self._pids else None
         locust = self._measure("locust", self._pids["locust"], now) if "locust" in self._pids else None
-        if server is not None:
-            cpu, rss, count = server
-            row = [
-                round(now - self._began, 1),
-                round(cpu, 3),
-                round(rss, 1),
-                count,
-                round(locust[0], 3) if locust else "",
-            ]
-            self._writer.writerow(row)
+        if server is not None or locust is not None:
+            cpu, rss, count = server or ("", "", "")
+            row = [round(now - self._began, 1), cpu and round(cpu, 3), rss and round(rss, 1), count]
+            self._writer.writerow([*row, round(locust[0], 3) if locust else ""])
             self._file.flush()
 
     def close(self) -> None:
@@ -177,10 +171,11 @@ def _progress(out: Path, sampler: Sampler, began: float) -> str:
             users, requests, failures = (
                 int(float(last[0][k] or 0)) for k in ("User Count", "Total Request Count", "Total Failure Count")
             )
-    cpu, rss = sampler.latest
+    cpu, rss = sampler.latest.get("server", (0.0, 0.0))
+    locust_cpu, _ = sampler.latest.get("locust", (0.0, 0.0))
     return (
         f"{time.monotonic() - began:5.0f} s  learners {users:6d}  requests {requests:7d}  failures {failures:4d}"
-        f"  server CPU {cpu * 100:5.0f}%  RSS {rss:7.0f} MB"
+        f"  server CPU {cpu * 100:4.0f}%  RSS {rss:6.0f} MB  Locust CPU {locust_cpu * 100:4.0f}%"
     )
 
 
