@@ -261,8 +261,9 @@ export class ChatBox {
 // Close codes that follow a refusal (bad token, wrong room, removed, …): never reconnect after them.
 const REFUSED_CLOSE = (code) => code >= 4400 && code < 4500;
 // Close codes that ask for a reconnect even before the first `joined`: the room moved to another
-// node (1012) or cannot be reached for a moment (1013).
-const RETRY_CLOSE = (code) => code === 1012 || code === 1013;
+// node (1012), cannot be reached for a moment (1013), or the server is full (4503; it says when).
+const RETRY_CLOSE = (code) => code === 1012 || code === 1013 || code === 4503;
+const RETRY_ERRORS = new Set(["unavailable", "server_full"]);
 
 /**
  * One websocket to /ws. Sends `join` on open, pings every 20 s, shows server errors, and comes
@@ -295,6 +296,7 @@ export class Signaling {
     this.everJoined = false;
     this.attempt = 0; // reconnect attempts since the last `joined`
     this.reconnects = 0; // `joined` again after a dropped connection
+    this.retryAfterMs = 0; // the server asked us to wait this long before the next attempt
   }
 
   get url() {
@@ -363,13 +365,17 @@ export class Signaling {
         if (this.everJoined) this.reconnects += 1;
         this.everJoined = true;
         this.attempt = 0;
+        if (document.getElementById("error")?.dataset.code === "server_full") clearError();
         this.setState("joined");
       } else if (msg.type === "removed" || msg.type === "lesson_ended") {
         this.ended = msg.type; // the server closes the socket next; no coming back
       } else if (msg.type === "error") {
         console.warn("skyclass: server error", msg);
-        if (msg.code === "unavailable") {
-          // The room's node is away for a moment; the socket closes with 1013 and we come back.
+        if (RETRY_ERRORS.has(msg.code)) {
+          // The room's node is away for a moment, or the server is full: the socket closes and we
+          // come back, not before the server's retry_after.
+          this.retryAfterMs = (msg.retry_after || 0) * 1000;
+          if (msg.code === "server_full") showError({ ...msg, fatal: false }); // cleared once we are in
         } else if (msg.fatal) {
           this.fatal = msg;
           this.setState("error");
@@ -409,7 +415,8 @@ export class Signaling {
       return;
     }
     if ((this.everJoined || RETRY_CLOSE(ev.code)) && !REFUSED_CLOSE(ev.code)) {
-      const delay = Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS);
+      const delay = Math.max(Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS), this.retryAfterMs);
+      this.retryAfterMs = 0;
       this.attempt += 1;
       console.info(`skyclass: connection lost (code ${ev.code}); reconnecting in ${delay} ms`);
       this.setState("reconnecting");

@@ -236,3 +236,25 @@ async def test_workers_share_one_port(tmp_path: Path, cluster_redis: str) -> Non
         no_tracebacks(node)
     finally:
         stop_server(node)
+
+
+async def test_a_full_server_refuses_cleanly_with_a_retry_time(tmp_path: Path) -> None:
+    node = start_server(tmp_path, env={"SKYCLASS_MAX_SESSIONS": "2"})
+    try:
+        room = "full-house"
+        first = await joined(node, room, "student", "a")
+        second = await joined(node, room, "student", "b")
+        third = await SignalingClient.connect(node.ws_url)
+        await third.send({"type": "join", "room": room, "token": node.token(room, "student", "c")})
+        error = await third.expect("error")
+        assert error["code"] == "server_full" and error["fatal"] and 5 <= error["retry_after"] <= 15, error
+        assert await third.wait_closed() == 4503
+        await second.send({"type": "leave"})
+        await asyncio.sleep(0.3)
+        fourth = await joined(node, room, "student", "c")  # room again once someone left
+        await first.send({"type": "chat", "text": "still fine"})
+        assert (await fourth.expect("chat"))["text"] == "still fine"
+        for client in (first, fourth):
+            await client.close()
+    finally:
+        stop_server(node)

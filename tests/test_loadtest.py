@@ -32,7 +32,11 @@ def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
     )
     summary = run(args)
     assert ok(summary), summary
-    assert summary["joins"] >= 60 and summary["peak_users"] == 60, summary
+    assert summary["peak_users"] == 60, summary
+    if scenario == "school-day":  # some of the 60 watch recordings instead of joining a class
+        assert summary["joins"] >= 40 and summary["requests"]["recording range"] > 0, summary  # type: ignore[index]
+    else:
+        assert summary["joins"] >= 60, summary
     assert summary["probe_freezes"] == 0 and summary["probe_fps_min"] >= 10, summary
     teachers = summary["teachers"]
     assert teachers["teacher_drops"] == teachers["teacher_resumed"], teachers  # type: ignore[index]

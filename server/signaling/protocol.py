@@ -51,11 +51,12 @@ CLOSE_PROTOCOL_ERROR = 4400
 class ProtocolError(Exception):
     """Something the client sent that we refuse; becomes an ``error`` message."""
 
-    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.fatal = fatal
+        self.retry_after = retry_after
 
 
 class _Message(BaseModel):
@@ -353,6 +354,7 @@ class Error(_Message):
     code: ErrorCode
     message: str
     fatal: bool = False
+    retry_after: float | None = None  # seconds to wait before connecting again (server_full, unavailable)
 
 
 ServerMessage = _Message  # the base of every message the server sends

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ CHAT_RATE_PER_S, CHAT_BURST = 1.0, 5  # per participant
 CLOSE_REPLACED = 4409  # the same participant joined again on a newer connection
 CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
 UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
+FULL_RETRY_S = (5.0, 15.0)  # a full server asks for a retry this much later
 
 
 def _as_message(event: ev.Event) -> p.ServerMessage:
@@ -203,7 +205,7 @@ class Session:
     async def _fail(self, exc: p.ProtocolError) -> None:
         """Send the error, then close with the matching code."""
         self._metrics.errors.labels(exc.code.value).inc()
-        self.send(p.Error(code=exc.code, message=exc.message, fatal=True))
+        self.send(p.Error(code=exc.code, message=exc.message, fatal=True, retry_after=exc.retry_after))
         await self._close(p.CLOSE_CODES.get(exc.code, p.CLOSE_PROTOCOL_ERROR))
 
     async def _close(self, code: int) -> None:
@@ -355,7 +357,10 @@ class Session:
                 p.ErrorCode.WRONG_ROOM, f"The token is for room {grant.room!r}, not {message.room!r}", fatal=True
             )
         if len(self._sessions) > self._settings.max_sessions:
-            raise p.ProtocolError(p.ErrorCode.SERVER_FULL, "The server is full; retry in 5 s", fatal=True)
+            wait = round(random.uniform(*FULL_RETRY_S), 1)  # spread the crowd's retries
+            raise p.ProtocolError(
+                p.ErrorCode.SERVER_FULL, f"The server is full; retry in {wait} s", fatal=True, retry_after=wait
+            )
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self._held = []
         try:
@@ -364,7 +369,7 @@ class Session:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
         except UNREACHABLE as exc:
             text = f"The room cannot be reached now; reconnect in a moment ({exc})"
-            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True) from exc
+            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True, retry_after=1.0) from exc
         finally:
             held, self._held = self._held, None
         self.room = room
