@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "subscriptions": ("Subscribing peer connections", lambda: pool.subscriptions),
             "redis_rtt_seconds": ("Round trip of the latest heartbeat to the store", lambda: cluster.node.rtt_s),
             "bus_lost_messages": ("Messages to other nodes lost while Redis was away", lambda: cluster.link.lost),
+            "joins_waiting": ("Joins queued for this node's rooms", lambda: cluster.joins_waiting),
         }
         if isinstance(store, ResilientStore):
             health = store

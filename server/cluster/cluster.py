@@ -33,6 +33,8 @@ from .node import HEARTBEAT_S, LEASE_S, Node
 log = logging.getLogger(__name__)
 
 RENEW_EVERY = 3  # heartbeats between lease renewals
+JOINS_AT_ONCE = 64  # joins a node works on together; the rest wait their turn...
+JOINS_WAITING = 2_000  # ...up to this many, beyond which a join is refused with a time to retry
 
 
 class Cluster:
@@ -46,6 +48,8 @@ class Cluster:
         self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
         self._remote: dict[str, RemoteMember] = {}  # held here, sessions elsewhere
         self._adopting: dict[str, asyncio.Lock] = {}
+        self._joining = asyncio.Semaphore(JOINS_AT_ONCE)
+        self.joins_waiting = 0
         self._beats: asyncio.Task[None] | None = None
         rooms.on_closed = self._released
 
@@ -88,6 +92,21 @@ class Cluster:
                 raise
 
     async def _join_here(self, room: str, member: Member) -> tuple[LocalHandle, JoinResult]:
+        """Joins of the rooms held here, also those relayed by other nodes, pass one gate: a storm
+        queues instead of piling thousands of half-done joins on the store."""
+        if self.joins_waiting >= JOINS_WAITING:
+            raise RoomUnavailable(f"Node {self.id} has {self.joins_waiting} joins waiting; retry shortly")
+        self.joins_waiting += 1
+        try:
+            await self._joining.acquire()
+        finally:
+            self.joins_waiting -= 1
+        try:
+            return await self._admit(room, member)
+        finally:
+            self._joining.release()
+
+    async def _admit(self, room: str, member: Member) -> tuple[LocalHandle, JoinResult]:
         if self.rooms.get(room) is None:
             lock = self._adopting.setdefault(room, asyncio.Lock())
             async with lock:

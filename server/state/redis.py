@@ -240,7 +240,7 @@ def connect(url: str) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
-        timeout=5.0,
+        timeout=None,  # wait for a free connection (callers are bounded); a dead Redis still fails fast
         decode_responses=True,
         socket_timeout=2.0,
         socket_connect_timeout=1.0,
