@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now)
         cluster = Cluster(rooms, store, bus)
         await cluster.start()
+        _replace_dead_workers(pool, rooms, settings, Path(runtime.name))
         app.state.rooms, app.state.cluster = rooms, cluster
         stats = _StatsCache(pool)
         gauges: Gauges = {
@@ -309,17 +310,40 @@ def _recording_json(recording: Recording) -> dict[str, object]:
 
 async def _media_backends(settings: Settings, runtime: Path) -> list[MediaBackend]:
     """The SFU in this process, or one worker process per ``media_workers``."""
-    options = {
-        "video_codec": settings.video_codec,
-        "keyframe_interval_s": settings.keyframe_request_interval_s,
-    }
     if settings.media_workers <= 0:
-        return [Sfu(**options)]  # type: ignore[arg-type]
-    workers = [
-        WorkerClient.spawn(f"w{i}", runtime / f"media-{i}.sock", ice_addresses=settings.ice_addresses, **options)  # type: ignore[arg-type]
-        for i in range(settings.media_workers)
-    ]
-    return list(await asyncio.gather(*workers))
+        return [Sfu(video_codec=settings.video_codec, keyframe_interval_s=settings.keyframe_request_interval_s)]
+    return list(await asyncio.gather(*(_spawn_worker(settings, runtime, i) for i in range(settings.media_workers))))
+
+
+async def _spawn_worker(settings: Settings, runtime: Path, index: int) -> WorkerClient:
+    return await WorkerClient.spawn(
+        f"w{index}",
+        runtime / f"media-{index}.sock",
+        video_codec=settings.video_codec,
+        keyframe_interval_s=settings.keyframe_request_interval_s,
+        ice_addresses=settings.ice_addresses,
+    )
+
+
+def _replace_dead_workers(pool: MediaPool, rooms: Rooms, settings: Settings, runtime: Path) -> None:
+    """A media worker that dies is replaced; its rooms start again on the others at once (their
+    members are told to reconnect, as after a node failure)."""
+
+    def watch(index: int, worker: WorkerClient) -> None:
+        async def lost() -> None:
+            pool.lose(index)
+            await asyncio.get_running_loop().run_in_executor(None, worker.process.wait)  # reap it
+            moved = await rooms.evict_backend(index)
+            log.error("media worker %s died: %d rooms start again on the other workers", worker.name, moved)
+            replacement = await _spawn_worker(settings, runtime, index)
+            pool.replace(index, replacement)
+            watch(index, replacement)
+
+        worker.on_lost = lambda: asyncio.ensure_future(lost())
+
+    for index, backend in enumerate(pool.backends):
+        if isinstance(backend, WorkerClient):
+            watch(index, backend)
 
 
 class _StatsCache:
@@ -338,8 +362,10 @@ class _StatsCache:
         return dict(total)
 
     async def refresh_forever(self) -> None:
-        workers = [b for b in self._pool.backends if isinstance(b, WorkerClient)]
-        while workers:
+        while True:
+            workers = [b for b in self._pool.backends if isinstance(b, WorkerClient)]  # replaced ones too
+            if not workers:
+                return
             try:
                 totals: Counter[str] = Counter()
                 for stats in await asyncio.gather(*(w.forwarding_stats() for w in workers)):

@@ -29,6 +29,7 @@ class MediaPool:
         self.max_subscribers_per_backend = max_subscribers_per_backend
         self.load = [0] * len(backends)  # subscriptions held by each backend
         self._homes: dict[str, int] = {}
+        self._down: set[int] = set()  # backends that died and are being replaced
         self._subscriptions: set[MediaPeer] = set()
         self.publications: set[MediaPeer] = set()
         # (publication, backend) -> the relayed copy there, and the egress feeding it
@@ -39,12 +40,17 @@ class MediaPool:
         return len(self._subscriptions)
 
     def _least_loaded(self) -> int:
-        return min(range(len(self.backends)), key=lambda i: (self.load[i], list(self._homes.values()).count(i)))
+        up = [i for i in range(len(self.backends)) if i not in self._down] or list(range(len(self.backends)))
+        return min(up, key=lambda i: (self.load[i], list(self._homes.values()).count(i)))
 
     def home(self, room: str) -> int:
-        if room not in self._homes:
+        if self._homes.get(room, -1) in self._down or room not in self._homes:
             self._homes[room] = self._least_loaded()
         return self._homes[room]
+
+    def lose(self, index: int) -> None:
+        """Backend ``index`` died: place nothing more on it until it is replaced."""
+        self._down.add(index)
 
     def release(self, room: str) -> None:
         self._homes.pop(room, None)
@@ -114,6 +120,17 @@ class MediaPool:
                 else:
                     relay.cancel()
         await self.backends[peer.backend].close(peer.peer)
+
+    def replace(self, index: int, backend: MediaBackend) -> None:
+        """A fresh backend where one died; rooms that used the dead one have been moved off it."""
+        self.backends[index] = backend
+        self.load[index] = 0
+        self._subscriptions = {s for s in self._subscriptions if s.backend != index}
+        self.publications = {p for p in self.publications if p.backend != index}
+        for key in [k for k in self._relays if index in (k[0].backend, k[1])]:
+            self._relays.pop(key).cancel()
+        self._homes = {room: home for room, home in self._homes.items() if home != index}
+        self._down.discard(index)
 
     async def start_recording(self, publication: MediaPeer, path: str) -> None:
         await self.backends[publication.backend].start_recording(publication.peer, path)

@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from .sfu import SdpError
 log = logging.getLogger(__name__)
 
 _ERRORS: dict[str, type[Exception]] = {"SdpError": SdpError, "LookupError": LookupError, "TimeoutError": TimeoutError}
+# Once the worker is gone its peer connections are gone too: calls that would make new ones fail,
+# and the others (close, attach, mute, ...) have nothing left to act on and answer this.
+_MAKES_PEERS = {"publish", "subscribe", "open_relay_ingress", "open_relay_egress", "start_recording"}
+_AFTER_DEATH: dict[str, Any] = {"stop_recording": {"error": "the media worker stopped"}, "forwarding_stats": {}}
 
 
 class WorkerClient:
@@ -31,6 +36,8 @@ class WorkerClient:
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._on_failed: dict[str, OnFailed] = {}
+        self.gone = False
+        self.on_lost: Callable[[], object] = lambda: None  # the worker died (not stopped by us)
         self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     @classmethod
@@ -57,27 +64,38 @@ class WorkerClient:
         return cls(name, process, reader, writer)
 
     async def _listen(self) -> None:
-        while line := await self._reader.readline():
-            message = json.loads(line)
-            if "event" in message:
-                callback = self._on_failed.get(message["peer"])
-                if callback is not None:
-                    callback()
-                continue
-            future = self._pending.pop(message["id"], None)
-            if future is None or future.done():
-                continue
-            if "error" in message:
-                error = message["error"]
-                future.set_exception(_ERRORS.get(error["type"], RuntimeError)(error["message"]))
-            else:
-                future.set_result(message["result"])
+        try:
+            while line := await self._reader.readline():
+                self._receive(json.loads(line))
+        except (ConnectionError, OSError) as exc:  # a killed worker may reset rather than close
+            log.error("media worker %s: %s", self.name, exc)
+        self.gone = True
         log.error("media worker %s closed its connection", self.name)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RuntimeError(f"media worker {self.name} is gone"))
+        self.on_lost()
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        if "event" in message:
+            callback = self._on_failed.get(message["peer"])
+            if callback is not None:
+                callback()
+            return
+        future = self._pending.pop(message["id"], None)
+        if future is None or future.done():
+            return
+        if "error" in message:
+            error = message["error"]
+            future.set_exception(_ERRORS.get(error["type"], RuntimeError)(error["message"]))
+        else:
+            future.set_result(message["result"])
 
     async def _call(self, op: str, **args: Any) -> Any:
+        if self.gone:
+            if op in _MAKES_PEERS:
+                raise RuntimeError(f"media worker {self.name} is gone")
+            return _AFTER_DEATH.get(op)
         call_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
@@ -133,6 +151,7 @@ class WorkerClient:
         return result
 
     async def stop(self) -> None:
+        self.on_lost = lambda: None
         self._writer.close()
         self._listener.cancel()
         try:

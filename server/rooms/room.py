@@ -89,6 +89,10 @@ class Room:
     def live(self) -> bool:
         return self.publication is not None
 
+    def media_peers(self) -> list[MediaPeer]:
+        peers = [self.publication, self.stage, *self.subscriptions.values()]
+        return [peer for peer in peers if peer is not None]
+
     def _watchers(self) -> Iterable[Member]:
         return (m for m in self.members.values() if m.role in SEES_PRESENCE)
 
@@ -540,6 +544,13 @@ class Rooms:
         room.tell_all(ev.Moved())
         await room.close()
         self.media.release(room.name)
+
+    async def evict_backend(self, backend: int) -> int:
+        """A media backend died: the rooms using it start again (their members reconnect)."""
+        hit = [room for room in self if any(peer.backend == backend for peer in room.media_peers())]
+        for room in hit:
+            await self.evict(room)
+        return len(hit)
 
     async def close(self) -> None:
         """Shutting down: members reconnect, to another node where there is one."""
