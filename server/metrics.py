@@ -21,6 +21,7 @@ _COUNTERS = {
     "nacks_in": "NACKs received from subscribers",
     "retransmits": "Packets retransmitted from the forwarder's history",
     "decoded_frames": "Video and audio frames decoded by this server (the SFU should decode none)",
+    "recording_failures": "Recordings ended by an error such as a full disk (the lesson went on)",
 }
 
 
@@ -52,7 +53,7 @@ class ServerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         counters = self._forwarding()
         for name, doc in _COUNTERS.items():
-            prefix = "skyclass_server" if name == "decoded_frames" else "skyclass_sfu"
+            prefix = "skyclass_server" if name in ("decoded_frames", "recording_failures") else "skyclass_sfu"
             yield CounterMetricFamily(f"{prefix}_{name}", doc, value=counters.get(name, 0))
         for name, (doc, read) in self._gauges.items():
             yield GaugeMetricFamily(f"skyclass_{name}", doc, value=read())

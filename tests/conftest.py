@@ -48,7 +48,9 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()
+) -> ServerProcess:
     port = free_port()
     log_path = tmp / f"server-{port}.log"
     environment = {
@@ -58,7 +60,18 @@ def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> S
         **(env or {}),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1", *extra],
+        [
+            *wrapper,
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--ice-address",
+            "127.0.0.1",
+            *extra,
+        ],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         env=environment,

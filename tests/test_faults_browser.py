@@ -55,7 +55,9 @@ async def test_a_media_worker_crash_restarts_its_rooms(tmp_path: Path) -> None:
             frames = (await stats(student))["liveFramesDecoded"]
             await wait_stats(student, f"s.source === 'live' && s.liveFramesDecoded > {frames + 10}", timeout=15_000)
             times["student live video again"] = time.monotonic() - crashed_at
-            print("\nafter SIGKILL of the room's media worker: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+            print(
+                "\nafter SIGKILL of the room's media worker: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+            )
             assert max(v for k, v in times.items() if k.endswith("joined again")) < 5, times
             assert log.page_errors == [], log.dump()
         assert "rooms start again on the other workers" in server.log()

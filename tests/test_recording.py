@@ -15,7 +15,7 @@ import pytest
 from server.media.ice import use_host_addresses
 
 from .conftest import ServerProcess, start_server
-from .peers import PatternTrack, SignalingClient, ToneTrack, publish
+from .peers import PatternTrack, SignalingClient, ToneTrack, publish, subscribe
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,43 @@ async def test_a_recording_survives_the_server_being_killed(tmp_path: Path) -> N
     _, _, frames, last = first_times(files[0])
     assert frames > 0
     assert last >= killed_at_s - 2, f"only {last:.2f} s of a {killed_at_s:.0f} s lesson survived the kill"
+
+
+async def test_a_full_disk_ends_the_recording_not_the_lesson(tmp_path: Path) -> None:
+    """The server may write files of at most 120 KB (RLIMIT_FSIZE: writes beyond fail as on a full
+    disk): the recording stops with an error in the log and the metrics, the students keep watching."""
+    from server.lessons.catalog import Catalog
+    from server.lessons.demo import ensure_demo_lesson
+
+    from .conftest import stop_server
+
+    ensure_demo_lesson(Catalog(tmp_path / "data" / "recordings"))  # larger than the limit: made beforehand
+    server = start_server(tmp_path, wrapper=("prlimit", f"--fsize={120 * 1024}"))
+    try:
+        room = "full-disk"
+        teacher = await SignalingClient.connect(server.ws_url)
+        await teacher.join(room, server.token(room, "teacher", "Ms Li"))
+        student = await SignalingClient.connect(server.ws_url)
+        await student.join(room, server.token(room, "student", "Wei"))
+        pc, tracks = await subscribe(student)
+        publisher = await publish(teacher, ToneTrack(), PatternTrack())
+        deadline = time.monotonic() + 30
+        while server.metric("skyclass_server_recording_failures_total") < 1:
+            assert time.monotonic() < deadline, "the recording never hit the limit"
+            for _ in range(10):  # the lesson plays on meanwhile
+                await asyncio.wait_for(tracks["video"].recv(), 5)
+        failed_at = time.monotonic()
+        while time.monotonic() - failed_at < 2:  # the lesson goes on
+            await asyncio.wait_for(tracks["video"].recv(), 2)
+        assert "the lesson goes on unrecorded" in server.log()
+        await teacher.send({"type": "unpublish"})
+        await student.expect("broadcast")
+        async with httpx.AsyncClient() as http:
+            listed = (await http.get(f"{server.url}/api/recordings", params={"room": room})).json()
+        assert [r["status"] for r in listed] == ["failed"], listed
+        await publisher.close()
+        await pc.close()
+        for client in (teacher, student):
+            await client.close()
+    finally:
+        stop_server(server)

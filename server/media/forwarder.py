@@ -45,6 +45,7 @@ class ForwardingStats:
     nacks_in: int = 0
     retransmits: int = 0
     decoded_frames: int = 0
+    recording_failures: int = 0  # recordings ended by an error (a full disk): the lesson went on
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ starts at the first video keyframe (a WebM must); audio before it is left out.
 
 from __future__ import annotations
 
+import contextlib
 import fractions
 import logging
 import queue
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -123,8 +125,9 @@ class RecordingInfo:
 class Recorder:
     """One publication to one WebM file, written by its own thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_failed: Callable[[], object] = lambda: None) -> None:
         self.info = RecordingInfo(path)
+        self._on_failed = on_failed
         self._queue: queue.SimpleQueue[QueuedPacket | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}", daemon=True)
         self._thread.start()
@@ -134,6 +137,8 @@ class Recorder:
         put, size, info = self._queue.put, self._queue.qsize, self.info
 
         def enqueue(seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
+            if info.error is not None:  # the recording has failed; the lesson goes on without it
+                return
             if size() > QUEUE_LIMIT:
                 info.dropped_packets += 1
                 return
@@ -148,11 +153,16 @@ class Recorder:
         return self.info
 
     def _run(self) -> None:
+        writer = _Writer(self.info)
         try:
-            _Writer(self.info).run(self._queue)
+            writer.run(self._queue)
+            writer.close()
         except Exception as exc:  # a full disk or a bad packet ends the recording, never the lesson
-            log.exception("recording %s failed", self.info.path)
+            log.exception("recording %s failed; the lesson goes on unrecorded", self.info.path)
             self.info.error = str(exc)
+            self._on_failed()
+            with contextlib.suppress(Exception):
+                writer.close()  # what was written before still plays
             while self._queue.get() is not None:
                 pass  # keep draining so the forwarding path never blocks
 
@@ -163,6 +173,7 @@ class _Writer:
         self.container: av.container.OutputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
+        self.file: BinaryIO | None = None
         self.assembler = FrameAssembler()
         self.clocks = {"video": TrackClock(90000), "audio": TrackClock(48000)}
         self.start = 0.0
@@ -177,13 +188,22 @@ class _Writer:
                     self._video(frame[0], frame[1], frame[2], arrival)
             elif self.container is not None:
                 self._mux("audio", payload, ts, arrival, keyframe=True)
-        if self.container is not None:
-            self.container.close()
+
+    def close(self) -> None:
+        try:
+            if self.container is not None:
+                self.container.close()
+        finally:
+            if self.file is not None:
+                self.file.close()
 
     def _open(self, width: int, height: int, arrival: float) -> None:
         self.info.path.parent.mkdir(parents=True, exist_ok=True)
+        # Our own unbuffered file: a failed write (a full disk) raises at the packet that failed,
+        # where libavformat's own I/O would report it only when the file is closed.
+        self.file = open(self.info.path, "wb", buffering=0)  # noqa: SIM115 (closed in run)
         # Clusters of at most a second: what a killed writer leaves behind still plays.
-        container = av.open(str(self.info.path), "w", format="webm", options={"cluster_time_limit": "1000"})
+        container = av.open(self.file, "w", format="webm", options={"cluster_time_limit": "1000"})
         video = container.add_stream("libvpx", rate=30)  # the encoder is never fed: it only describes the track
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         audio = container.add_stream("libopus", rate=48000, layout="stereo")

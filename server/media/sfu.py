@@ -294,14 +294,17 @@ class Sfu:
     async def start_recording(self, publication: PeerId, path: str) -> None:
         source = self._get(publication, Publication)
         await self.stop_recording(publication)
-        lesson = Recorder(Path(path))
+        lesson = Recorder(Path(path), self._recording_failed)
         for up in (source.track("audio"), source.track("video")):  # the camera and microphone
             _record(lesson, up)
         screen_track, screen = source.track("video", 1), None
         if screen_track is not None:  # a shared screen: its own file beside the lesson's
-            screen = Recorder(screen_path(Path(path)))
+            screen = Recorder(screen_path(Path(path)), self._recording_failed)
             _record(screen, screen_track)
         self._recorders[publication] = (lesson, screen)
+
+    def _recording_failed(self) -> None:
+        self.stats.recording_failures += 1  # from the recorder's thread: one integer, under the GIL
 
     async def stop_recording(self, publication: PeerId) -> dict[str, object]:
         recorders = self._recorders.pop(publication, None)
