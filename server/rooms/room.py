@@ -25,6 +25,7 @@ RESUME_S = 30.0  # a dropped participant keeps role, hand, answer, subscription 
 CLASS_PRESENCE_INTERVAL_S = 5.0  # students and inspectors hear the class size at most this often
 ROSTER_LIMIT = 500  # a roster longer than this is cut (with the total); counts stay exact
 POLL_OPTIONS = 6
+TELL_BATCH = 500  # a whole-class message to a big room goes out this many members at a time
 
 
 class ClassroomError(Exception):
@@ -440,7 +441,10 @@ class Room:
         if now - self._class_told_at >= CLASS_PRESENCE_INTERVAL_S:  # the class gets the count, rarely
             self._class_told_at = now
             class_members = [m for m in self.members.values() if m.role not in SEES_PRESENCE]
-            self._tell(class_members, ev.Presence(students))
+            presence = ev.Presence(students)
+            for start in range(0, len(class_members), TELL_BATCH):  # joins go on between the slices
+                self._tell(class_members[start : start + TELL_BATCH], presence)
+                await asyncio.sleep(0)
         watchers = list(self._watchers())
         if not watchers:
             return
