@@ -20,6 +20,7 @@ from server.media.ice import use_host_addresses
 
 from .conftest import ServerProcess, _redis_answers, free_port, start_server, stop_server
 from .peers import PatternTrack, SignalingClient, publish, subscribe
+from .test_classroom import joined, until
 
 
 @pytest.fixture(autouse=True)
@@ -43,22 +44,8 @@ def start_nodes(tmp: Path, redis_url: str, count: int) -> list[ServerProcess]:
     return nodes
 
 
-async def joined(node: ServerProcess, room: str, role: str, name: str) -> SignalingClient:
-    client = await SignalingClient.connect(node.ws_url)
-    await client.join(room, node.token(room, role, name))
-    return client
-
-
 async def next_frame_within(track, seconds: float) -> None:  # type: ignore[no-untyped-def]
     await asyncio.wait_for(track.recv(), seconds)
-
-
-async def until(client: SignalingClient, type_: str, check, timeout: float = 5.0) -> dict:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await client.expect(type_, timeout)
-            if check(message):
-                return message
 
 
 def no_tracebacks(*nodes: ServerProcess) -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 pytest.importorskip("playwright.async_api")
+from playwright.async_api import BrowserContext, Page  # noqa: E402
 
 from tests.balancer import Balancer  # noqa: E402
 from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats  # noqa: E402
@@ -29,6 +30,16 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+async def broadcasting_teacher(context: BrowserContext, log: PageLog, url: str) -> Page:
+    """The teacher page at ``url``, once it has started broadcasting."""
+    teacher = log.watch(await context.new_page(), "teacher")
+    await teacher.goto(url)
+    await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
+    await teacher.locator("#start").click()
+    await wait_stats(teacher, "s.publishing && s.state === 'connected' && s.framesEncoded > 0")
+    return teacher
+
+
 async def test_a_node_killed_mid_lesson(tmp_path: Path, cluster_redis: str) -> None:  # noqa: F811
     a, b, c = start_nodes(tmp_path, cluster_redis, 3)
     balancer = Balancer([port_of(n.url) for n in (a, b, c)])
@@ -38,11 +49,7 @@ async def test_a_node_killed_mid_lesson(tmp_path: Path, cluster_redis: str) -> N
     try:
         async with chromium() as browser:
             context = await browser.new_context(permissions=["camera", "microphone"])
-            teacher = log.watch(await context.new_page(), "teacher")
-            await teacher.goto(teach_url(a, room).replace(a.url, front))
-            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
-            await teacher.locator("#start").click()
-            await wait_stats(teacher, "s.publishing && s.state === 'connected' && s.framesEncoded > 0")
+            teacher = await broadcasting_teacher(context, log, teach_url(a, room).replace(a.url, front))
             students = []
             for node, name in ((b, "Wei"), (c, "Fang")):
                 page = log.watch(await context.new_page(), name)

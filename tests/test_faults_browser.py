@@ -13,6 +13,7 @@ pytest.importorskip("playwright.async_api")
 
 from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
 
 from .conftest import ServerProcess, start_server, stop_server  # noqa: E402
 
@@ -35,11 +36,7 @@ async def test_a_media_worker_crash_restarts_its_rooms(tmp_path: Path) -> None:
     try:
         async with chromium() as browser:
             context = await browser.new_context(permissions=["camera", "microphone"])
-            teacher = log.watch(await context.new_page(), "teacher")
-            await teacher.goto(teach_url(server, room))
-            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
-            await teacher.locator("#start").click()
-            await wait_stats(teacher, "s.publishing && s.state === 'connected' && s.framesEncoded > 0")
+            teacher = await broadcasting_teacher(context, log, teach_url(server, room))
             student = log.watch(await context.new_page(), "student")
             await student.goto(learn_url(server, room, "Wei"))
             await wait_stats(student, "s.source === 'live' && s.liveFramesDecoded > 10")
