@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ pytest.importorskip("playwright.async_api")
 from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
 from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
+from tests.test_fallback_browser import RECORD_PEER_CONNECTIONS  # noqa: E402
 
 from .conftest import ServerProcess, start_server, stop_server  # noqa: E402
 
@@ -65,6 +67,75 @@ async def test_a_media_worker_crash_restarts_its_rooms(tmp_path: Path) -> None:
             if c.status() != psutil.STATUS_ZOMBIE and "server.media.worker" in " ".join(c.cmdline())
         ]
         assert len(workers) == 2 and worker.pid not in {w.pid for w in workers}  # the dead one was replaced
+    except BaseException:
+        print(log.dump())
+        raise
+    finally:
+        stop_server(server)
+
+
+# The page's websockets, so a test can cut the signaling connection as a dead network would.
+RECORD_SOCKETS = """
+(() => {
+  const Original = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = class extends Original {
+    constructor(...args) {
+      super(...args);
+      window.__sockets.push(this);
+    }
+  };
+})();
+"""
+
+# Every sender of the teacher's broadcast connection stops (a dead uplink) or sends again.
+SET_MEDIA = """async (on) => {
+  const pc = window.__pcs.filter((p) => p.signalingState !== 'closed').at(-1);
+  window.__tracks = window.__tracks || pc.getSenders().map((s) => s.track);
+  await Promise.all(pc.getSenders().map((s, i) => s.replaceTrack(on ? window.__tracks[i] : null)));
+}"""
+
+
+async def test_a_teacher_offline_for_10_s(tmp_path: Path) -> None:
+    """The teacher's network drops for 10 s (no media, the signaling socket cut, the page offline):
+    students see the recorded lesson, then live again when the teacher is back."""
+    server = start_server(tmp_path)
+    room = "g12-1"  # a live slot of the demo timetable, with its recorded lesson
+    log = PageLog()
+    try:
+        async with chromium() as browser:
+            teacher_context = await browser.new_context(permissions=["camera", "microphone"])
+            await teacher_context.add_init_script(RECORD_PEER_CONNECTIONS)
+            await teacher_context.add_init_script(RECORD_SOCKETS)
+            teacher = await broadcasting_teacher(teacher_context, log, teach_url(server, room))
+            student = log.watch(await (await browser.new_context()).new_page(), "student")
+            await student.goto(learn_url(server, room, "Wei"))
+            await wait_stats(student, "s.source === 'live' && s.liveFramesDecoded > 10")
+
+            dropped_at = time.monotonic()
+            await teacher_context.set_offline(True)  # new connections fail from now on...
+            await teacher.evaluate("window.__sockets.at(-1).close(3000)")  # ...and the signaling one is cut
+            await teacher.evaluate(SET_MEDIA, False)
+            await wait_stats(student, "s.source === 'recorded'", timeout=10_000)
+            to_recording = time.monotonic() - dropped_at
+            await asyncio.sleep(max(0.0, 10 - (time.monotonic() - dropped_at)))
+            back_at = time.monotonic()
+            await teacher_context.set_offline(False)
+            await teacher.evaluate(SET_MEDIA, True)
+            frames = (await stats(student))["liveFramesDecoded"]
+            await wait_stats(student, f"s.source === 'live' && s.liveFramesDecoded > {frames + 10}", timeout=20_000)
+            to_live = time.monotonic() - back_at
+            teacher_stats = await stats(teacher)
+            print(
+                f"\nteacher offline 10 s: student on the recording {to_recording:.1f} s after the drop, live again "
+                f"{to_live:.1f} s after the teacher came back (teacher reconnects: {teacher_stats['reconnects']})"
+            )
+            assert to_recording < 3, to_recording
+            assert teacher_stats["reconnects"] >= 1 and teacher_stats["resumed"], teacher_stats  # the lesson was kept
+            assert (await stats(student))["lastSwitch"]["reason"] in ("frames_resumed", "broadcast"), await stats(
+                student
+            )
+            assert log.page_errors == [], log.dump()
     except BaseException:
         print(log.dump())
         raise
