@@ -72,9 +72,9 @@ class SignalingSession:
         self.close()
         self.closed = False
         started = time.perf_counter()
+        sock = socket.socket()
         try:
             parts = urlsplit(self._url)
-            sock = socket.socket()
             source = _source_address(parts.hostname or "")
             if source:
                 sock.bind((source, 0))
@@ -91,6 +91,7 @@ class SignalingSession:
         except Exception as exc:
             self._fire("join", started, exc if isinstance(exc, SignalingError) else SignalingError(type(exc).__name__))
             self.close()
+            sock.close()
             raise
         self._fire("join", started, None)
         self.joined = message
