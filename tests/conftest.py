@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -99,13 +100,22 @@ def stop_server(server: ServerProcess) -> None:
         server.process.kill()
 
 
+@contextlib.contextmanager
+def running_server(*extra: str) -> Iterator[ServerProcess]:
+    """`skyclass serve` in a data directory of its own, stopped on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        process = start_server(Path(tmp), *extra)
+        try:
+            yield process
+        finally:
+            stop_server(process)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
     """One `skyclass serve` for the whole run, on the embedded state; tests use distinct rooms."""
-    with tempfile.TemporaryDirectory() as tmp:
-        process = start_server(Path(tmp))
+    with running_server() as process:
         yield process
-        stop_server(process)
 
 
 def _redis_answers(port: int) -> bool:

@@ -202,18 +202,21 @@ async def test_replay_page_plays_and_seeks_the_demo_lesson(server: Any) -> None:
 
 # The teacher page's peer connections, for the freeze test: it stops sending video (as a stalled
 # camera or a dead uplink would) while the broadcast stays on.
-RECORD_PEER_CONNECTIONS = """
-(() => {
-  const Original = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = class extends Original {
-    constructor(...args) {
+def recording_instances(constructor: str, into: str) -> str:
+    """An init script that keeps every ``window.<constructor>`` the page makes in ``window.<into>``."""
+    return f"""(() => {{
+  const Original = window.{constructor};
+  window.{into} = [];
+  window.{constructor} = class extends Original {{
+    constructor(...args) {{
       super(...args);
-      window.__pcs.push(this);
-    }
-  };
-})();
-"""
+      window.{into}.push(this);
+    }}
+  }};
+}})();"""
+
+
+RECORD_PEER_CONNECTIONS = recording_instances("RTCPeerConnection", "__pcs")
 
 SET_VIDEO = """async (on) => {
   const pc = window.__pcs.filter((p) => p.signalingState !== 'closed').at(-1);

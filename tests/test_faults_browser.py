@@ -15,7 +15,7 @@ pytest.importorskip("playwright.async_api")
 from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
 from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
-from tests.test_fallback_browser import RECORD_PEER_CONNECTIONS  # noqa: E402
+from tests.test_fallback_browser import RECORD_PEER_CONNECTIONS, recording_instances  # noqa: E402
 
 from .conftest import ServerProcess, start_server, stop_server  # noqa: E402
 
@@ -75,18 +75,7 @@ async def test_a_media_worker_crash_restarts_its_rooms(tmp_path: Path) -> None:
 
 
 # The page's websockets, so a test can cut the signaling connection as a dead network would.
-RECORD_SOCKETS = """
-(() => {
-  const Original = window.WebSocket;
-  window.__sockets = [];
-  window.WebSocket = class extends Original {
-    constructor(...args) {
-      super(...args);
-      window.__sockets.push(this);
-    }
-  };
-})();
-"""
+RECORD_SOCKETS = recording_instances("WebSocket", "__sockets")
 
 # Every sender of the teacher's broadcast connection stops (a dead uplink) or sends again.
 SET_MEDIA = """async (on) => {

@@ -4,9 +4,7 @@ HTTP API never answers 500 (schemathesis against the server's own OpenAPI schema
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from server.media.rtp import h264_keyframe_start, vp8_keyframe_start
 from server.signaling import protocol as p
 from server.tokens import TokenError, verify_token
 
-from .conftest import TEST_SECRET, ServerProcess, start_server, stop_server
+from .conftest import TEST_SECRET, ServerProcess, running_server
 
 FIELDS = ["type", "room", "token", "sdp", "target", "candidate", "sdpMid", "sdpMLineIndex", "text", "raised"]
 FIELDS += ["question", "options", "poll_id", "choice", "show", "participant_id", "muted", "subscribe", "slots"]
@@ -86,10 +84,8 @@ def test_any_payload_for_keyframe_detection(payload: bytes) -> None:
 @pytest.fixture(scope="module")
 def api_server() -> Iterator[ServerProcess]:
     """A server of its own: the fuzzer may replace its timetable."""
-    with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(Path(tmp))
+    with running_server() as server:
         yield server
-        stop_server(server)
 
 
 def test_the_api_never_answers_500(api_server: ServerProcess) -> None:
