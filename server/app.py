@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedule.load(settings.timetable)
         app.state.catalog, app.state.schedule = catalog, schedule
         rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now)
-        cluster = Cluster(rooms, store, bus)
+        url = settings.public_url or f"http://{settings.host}:{settings.port}"
+        cluster = Cluster(rooms, store, bus, settings.relay_address, url)
         await cluster.start()
         _replace_dead_workers(pool, rooms, settings, Path(runtime.name))
         app.state.rooms, app.state.cluster = rooms, cluster
@@ -78,6 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "redis_rtt_seconds": ("Round trip of the latest heartbeat to the store", lambda: cluster.node.rtt_s),
             "bus_lost_messages": ("Messages to other nodes lost while Redis was away", lambda: cluster.link.lost),
             "joins_waiting": ("Joins queued for this node's rooms", lambda: cluster.joins_waiting),
+            "edge_rooms": (
+                "Rooms held elsewhere whose broadcast this node receives for its viewers",
+                lambda: cluster.edge.rooms,
+            ),
+            "edges_fed": (
+                "Other nodes fed the broadcast of a room held here",
+                lambda: sum(len(r.edges.nodes) for r in rooms),
+            ),
         }
         if isinstance(store, ResilientStore):
             health = store
@@ -165,6 +174,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "students": await rooms.store.count(room, Role.STUDENT),
             }
         )
+
+    @app.get("/api/edge")
+    async def edge(room: str | None = None) -> JSONResponse:
+        """The node a new viewer should connect to: the least loaded with room for one more, other
+        than the node holding ``room`` (its origin keeps its cores for the teacher and the feeds)."""
+        cluster: Cluster = app.state.cluster
+        origin = await cluster.rooms.store.room_owner(room) if room else None
+        found = await cluster.node.least_loaded(settings.max_sessions, avoid=origin)
+        if found is None:
+            raise HTTPException(503, "Every node is full; try again in a few seconds")
+        return JSONResponse({"node": found.node, "url": found.url, "participants": found.participants})
 
     @app.get("/replay", include_in_schema=False)
     async def replay_list() -> FileResponse:

@@ -24,6 +24,9 @@ def serve(
         list[str] | None, typer.Option(help="ICE host address to offer (repeat); default: all + 127.0.0.1")
     ] = None,
     media_workers: Annotated[int | None, typer.Option(help="Media worker processes (0: media in this process)")] = None,
+    relay_address: Annotated[
+        str | None, typer.Option(help="This node's address for media relayed from other nodes (default 127.0.0.1)")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     log_format: Annotated[str, typer.Option(help="text, or json (one object a line, for log collectors)")] = "text",
 ) -> None:
@@ -35,7 +38,7 @@ def serve(
             "several processes share rooms through Redis: give --redis too", param_hint="--workers"
         )
     overrides = {"host": host, "port": port, "redis_url": redis, "ice_addresses": ice_address or None}
-    overrides["media_workers"] = media_workers
+    overrides |= {"media_workers": media_workers, "relay_address": relay_address}
     for name, value in overrides.items():  # through the environment, so that every worker process reads them
         if value is not None:
             os.environ[f"SKYCLASS_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path.home() / ".skyclass"
     # Host addresses offered as ICE candidates. Empty: every interface plus 127.0.0.1.
     ice_addresses: list[str] = []
+    # Where other nodes send this node the broadcasts of rooms they hold, for its own viewers (the
+    # cascade): an address the other nodes reach. 127.0.0.1 is right only when all run on one machine.
+    relay_address: str = "127.0.0.1"
+    # How clients reach this node directly (``/api/edge`` sends new viewers to the least-loaded
+    # node); default http://host:port.
+    public_url: str | None = None
     video_codec: Literal["VP8", "H264"] = "VP8"
     max_message_bytes: int = 64 * 1024
     join_timeout_s: float = 10.0

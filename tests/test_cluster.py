@@ -64,7 +64,7 @@ async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> N
         publisher = await publish(teacher, PatternTrack())
         for student in (wei, fang):
             assert (await student.expect("broadcast"))["live"] is True
-        for _pc, tracks in subscriptions:  # media straight from node A, signaling through B and C
+        for _pc, tracks in subscriptions:  # media from B and C, fed once each by the room's node
             for _ in range(5):
                 await next_frame_within(tracks["video"], 15)
 
@@ -84,12 +84,14 @@ async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> N
                 status = (await http.get(f"{node.url}/api/rooms/{room}")).json()
                 assert status == {"room": room, "live": True, "students": 2}
             # one node holds the room (A, unless its CPU looked busier at the first join); the others
-            # only relay their sessions' signaling
+            # relay their sessions' signaling, and serve their students the broadcast it feeds them
             holder = next(node for node in (a, b, c) if node.metric("skyclass_rooms") == 1)
             others = [node for node in (a, b, c) if node is not holder]
             assert all(node.metric("skyclass_rooms") == 0 for node in others)
-            assert all(node.metric("skyclass_sfu_packets_out_total") == 0 for node in others)
-            assert holder.metric("skyclass_sfu_packets_out_total") > 0
+            edges = [node for node in (b, c) if node is not holder]
+            assert holder.metric("skyclass_edges_fed") == len(edges)
+            assert all(node.metric("skyclass_edge_rooms") == 1 for node in edges)
+            assert all(node.metric("skyclass_sfu_packets_out_total") > 0 for node in edges)
             assert b.metric('skyclass_participants{role="student"}') == 1
             # the lesson's recording, on the holder's disk, is in the catalog every node lists
             listed = (await http.get(f"{others[0].url}/api/recordings", params={"room": room})).json()

@@ -3,8 +3,9 @@
 A join asks the store which node holds the room (placing a new room on the least-loaded node).
 Rooms held here are joined directly. For a room held elsewhere the session gets a ``RemoteHandle``:
 its actions are calls to the holding node, where a ``RemoteMember`` stands in for it and the room
-events it receives come back over the link. Media goes straight from the participant to the holding
-node (the offer and answer carry that node's ICE addresses); only signaling is relayed.
+events it receives come back over the link. A teacher's (or on-stage student's) media goes straight
+to the holding node, the origin; viewers subscribe on their own session's node, an edge, which the
+origin feeds once per room (``edge.py``, ``rooms/feeds.py``).
 
 Each heartbeat this node also looks after failures: sessions here whose room's node died are told
 to reconnect (they join again, and the room is placed anew); members held here whose session's
@@ -26,6 +27,7 @@ from ..rooms import events as ev
 from ..state import Bus, Store
 from ..state.resilient import StoreUnavailable
 from ..tokens import Role
+from .edge import Edge
 from .handles import OPERATIONS, JoinResult, LocalHandle, RemoteHandle, RemoteMember, RoomHandle
 from .link import Link, NodeUnreachable, RoomUnavailable
 from .node import HEARTBEAT_S, LEASE_S, Node
@@ -38,13 +40,14 @@ JOINS_WAITING = 2_000  # ...up to this many, beyond which a join is refused with
 
 
 class Cluster:
-    def __init__(self, rooms: Rooms, store: Store, bus: Bus) -> None:
+    def __init__(self, rooms: Rooms, store: Store, bus: Bus, relay_host: str = "127.0.0.1", url: str = "") -> None:
         self.id = rooms.node
         self.rooms = rooms
         self._store = store
         self._bus = bus
         self.link = Link(bus, self.id, self._on_call, self._on_events)
-        self.node = Node(self.id, store, bus, self._load)
+        self.edge = Edge(self.id, rooms.media, self.link, relay_host)
+        self.node = Node(self.id, store, bus, self._load, url)
         self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
         self._remote: dict[str, RemoteMember] = {}  # held here, sessions elsewhere
         self._adopting: dict[str, asyncio.Lock] = {}
@@ -77,7 +80,7 @@ class Cluster:
             if owner == self.id:
                 return await self._join_here(room, member)
             key = secrets.token_hex(8)
-            handle = RemoteHandle(self.link, owner, room, member, key)
+            handle = RemoteHandle(self.link, self.edge, owner, room, member, key)
             self._sessions[key] = (member, handle)
             try:
                 return handle, await handle.join()
@@ -151,6 +154,8 @@ class Cluster:
     # Calls from other nodes ---------------------------------------------------------------------
 
     async def _on_call(self, op: str, payload: dict[str, Any]) -> Any:
+        if op in ("feed", "unfeed"):
+            return await self._on_feed(op, payload)
         room_name, key, info = payload["room"], payload["key"], payload["member"]
         if op == "join":
             if self.rooms.get(room_name) is None and await self._store.room_owner(room_name) != self.id:
@@ -171,6 +176,19 @@ class Cluster:
         if op == "leave":
             self._remote.pop(key, None)
         return await getattr(LocalHandle(self.rooms, room, known), op)(**payload["args"])
+
+    async def _on_feed(self, op: str, payload: dict[str, Any]) -> None:
+        """An edge node asks for (or gives up) a room's broadcast."""
+        room = self.rooms.get(payload["room"])
+        if room is None:
+            if op == "unfeed":
+                return
+            raise RoomUnavailable(f"Room {payload['room']!r} is not held here now; join again")
+        if op == "feed":
+            feeds = {role: (host, port) for role, (host, port) in payload["feeds"].items()}
+            await room.edges.add(payload["node"], feeds)
+        else:
+            await room.edges.remove(payload["node"])
 
     def _on_events(self, keys: list[str], event: ev.Event) -> None:
         for key in keys:
@@ -212,6 +230,7 @@ class Cluster:
                 for key in keys:
                     member, _ = self._sessions.pop(key)
                     member.deliver(ev.Moved())
+                await self.edge.drop_node(owner)
 
     async def _watch_sessions(self) -> None:
         """Members held here whose session's node died are dropped connections; members that left
@@ -230,6 +249,10 @@ class Cluster:
                     room = self._room_of(member)
                     if room is not None:
                         self.rooms.disconnect(room, member)
+        for room in list(self.rooms):
+            for node in room.edges.nodes:
+                if await self.node.dead(node):
+                    await room.edges.remove(node)
 
     def _room_of(self, member: RemoteMember) -> Room | None:
         room = self.rooms.get(member.room)

@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 from ..rooms import ClassroomError, Member, Room, Rooms
 from ..rooms import events as ev
 from ..tokens import PUBLISHERS, Role
+from .edge import Edge, Origin
 from .link import Link
 
 Target = Literal["publish", "subscribe"]
@@ -20,6 +21,7 @@ class JoinResult:
     resumed: bool  # a dropped session of the same participant came back within the resume window
     live: bool  # the teacher broadcasts now
     hand: bool  # this participant's hand is up
+    incarnation: str = ""  # which holding of the room this is (a room held again is another)
 
 
 class RoomHandle(Protocol):
@@ -82,7 +84,8 @@ class LocalHandle:
         self._member = member
 
     async def join_result(self, resumed: bool) -> JoinResult:
-        return JoinResult(resumed, self._room.live, await self._room.hand_raised(self._member.participant_id))
+        hand = await self._room.hand_raised(self._member.participant_id)
+        return JoinResult(resumed, self._room.live, hand, self._room.incarnation)
 
     async def publish(self, sdp: str) -> str:
         if self._member.role in PUBLISHERS:
@@ -162,14 +165,17 @@ class RemoteMember:
 
 
 class RemoteHandle:
-    """On the session's node: the room held by ``owner``, reached by calls over the link."""
+    """On the session's node: the room held by ``owner``, reached by calls over the link; its
+    media comes through this node's ``Edge``."""
 
-    def __init__(self, link: Link, owner: str, name: str, member: Member, key: str) -> None:
+    def __init__(self, link: Link, edge: Edge, owner: str, name: str, member: Member, key: str) -> None:
         self.name = name
         self.owner = owner
         self.key = key
         self._link = link
+        self._edge = edge
         self._member = member
+        self._origin = Origin(name, owner, "")
 
     def _payload(self, **args: Any) -> dict[str, Any]:
         member = self._member
@@ -185,7 +191,9 @@ class RemoteHandle:
         return await self._link.call(self.owner, op, self._payload(**args))
 
     async def join(self) -> JoinResult:
-        return JoinResult(**await self._call("join"))
+        result = JoinResult(**await self._call("join"))
+        self._origin = Origin(self.name, self.owner, result.incarnation)
+        return result
 
     async def publish(self, sdp: str) -> str:
         return str(await self._call("publish", sdp=sdp))
@@ -194,14 +202,17 @@ class RemoteHandle:
         await self._call("unpublish")
 
     async def subscribe(self) -> str:
-        return str(await self._call("subscribe"))
+        return await self._edge.subscribe(self._origin, self.key, self._member.role)
 
     async def accept_answer(self, sdp: str) -> None:
-        await self._call("accept_answer", sdp=sdp)
+        await self._edge.accept_answer(self._origin, self.key, sdp)
 
     async def add_ice_candidate(
         self, target: Target, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None:
+        if target == "subscribe":
+            await self._edge.add_ice_candidate(self._origin, self.key, candidate, sdp_mid, sdp_mline_index)
+            return
         await self._call(
             "add_ice_candidate", target=target, candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index
         )
@@ -237,7 +248,9 @@ class RemoteHandle:
         await self._call("end_lesson")
 
     async def disconnect(self) -> None:
+        await self._edge.drop(self._origin, self.key)  # a resumed session subscribes afresh
         await self._call("disconnect")
 
     async def leave(self) -> None:
+        await self._edge.drop(self._origin, self.key)
         await self._call("leave")

@@ -20,8 +20,11 @@ OWNER_CACHE_S = 2.0  # a join storm into one room asks the store who holds it on
 
 
 class Node:
-    def __init__(self, node_id: str, store: Store, bus: Bus, load: Callable[[], tuple[int, int]]) -> None:
+    def __init__(
+        self, node_id: str, store: Store, bus: Bus, load: Callable[[], tuple[int, int]], url: str = ""
+    ) -> None:
         self.id = node_id
+        self.url = url
         self._store = store
         self._bus = bus
         self._load = load  # (participants, rooms) held here
@@ -35,7 +38,7 @@ class Node:
         self._cpu_at = (now, cpu)
         participants, rooms = self._load()
         usage = (cpu - cpu_then) / (now - wall_then) if now > wall_then else 0.0
-        info = NodeInfo(self.id, participants, rooms, round(usage, 3), time.time())
+        info = NodeInfo(self.id, participants, rooms, round(usage, 3), time.time(), self.url)
         started = time.perf_counter()
         await self._store.heartbeat(info, HEARTBEAT_TTL_S)
         self.rtt_s = time.perf_counter() - started
@@ -81,6 +84,13 @@ class Node:
         owner = await self._store.claim_room(room, candidate, LEASE_S, replacing=owner)
         self._remember(room, owner, now)
         return owner
+
+    async def least_loaded(self, capacity: int, avoid: str | None = None) -> NodeInfo | None:
+        """The live node with the most room for another session, ``avoid`` only if it is the only
+        one (None: every node holds ``capacity``). A node that missed its last heartbeat is passed over."""
+        recent = time.time() - 1.5 * HEARTBEAT_S
+        nodes = [info for info in await self._store.nodes() if info.participants < capacity and info.at > recent]
+        return min(nodes, key=lambda info: (info.node == avoid, info.load), default=None)
 
     def _remember(self, room: str, owner: str, now: float) -> None:
         if len(self._owners) > 10_000:

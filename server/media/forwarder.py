@@ -172,6 +172,17 @@ class UpTrack:
         self.stats.keyframe_requests_sent += 1
         asyncio.get_running_loop().create_task(self._request_upstream(self.ssrc))
 
+    def restart(self) -> None:
+        """What feeds this track changed (a relay carries a new publication): its sequence numbers
+        and timestamps start over, so every subscriber continues from the next keyframe."""
+        for down in self._fanout:
+            down.detach()
+            down.source = self
+        self.last_seq = None
+        self._gop = None
+        if self._history:
+            self._history = [None] * HISTORY_SIZE
+
     def close(self) -> None:
         self.closed = True
         if self._keyframe_timer is not None:

@@ -35,11 +35,12 @@ class MediaBackend(Protocol):
 
     async def close(self, peer: PeerId) -> None: ...
 
-    async def open_relay_ingress(self) -> tuple[PeerId, int]:
-        """A publication fed by another backend over UDP on 127.0.0.1; returns its id and port."""
+    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:
+        """A publication fed by another backend or node over UDP on ``host``; returns its id and port.
+        A standing one has its tracks before anything arrives and outlives the egresses feeding it."""
 
-    async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
-        """Send ``publication``'s packets to a relay ingress on ``port``; returns the egress id."""
+    async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
+        """Send ``publication``'s packets to a relay ingress at ``host:port``; returns the egress id."""
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         """Record ``publication`` to ``path`` (WebM) until it ends or ``stop_recording``."""

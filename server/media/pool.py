@@ -106,19 +106,30 @@ class MediaPool:
         egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port)
         return MediaPeer(index, ingress), MediaPeer(publication.backend, egress)
 
+    async def open_feed(self, room: str, host: str) -> tuple[MediaPeer, int]:
+        """A standing relay ingress on ``host`` for a broadcast held on another node (the cascade),
+        on the room's home backend; returns it and its port."""
+        index = self.home(room)
+        peer, port = await self.backends[index].open_relay_ingress(host, standing=True)
+        return MediaPeer(index, peer), port
+
+    async def feed(self, publication: MediaPeer, host: str, port: int) -> MediaPeer:
+        """Send ``publication`` to another node's feed at ``host:port``; returns the egress."""
+        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port, host)
+        return MediaPeer(publication.backend, egress)
+
     async def close(self, peer: MediaPeer) -> None:
         if peer in self._subscriptions:
             self._subscriptions.discard(peer)
             self.load[peer.backend] -= 1
-        if peer in self.publications:
-            self.publications.discard(peer)
-            for key in [k for k in self._relays if k[0] == peer]:
-                relay = self._relays.pop(key)
-                if relay.done() and relay.exception() is None:
-                    for end in relay.result():
-                        await self.backends[end.backend].close(end.peer)
-                else:
-                    relay.cancel()
+        self.publications.discard(peer)
+        for key in [k for k in self._relays if k[0] == peer]:  # its copies on other backends
+            relay = self._relays.pop(key)
+            if relay.done() and relay.exception() is None:
+                for end in relay.result():
+                    await self.backends[end.backend].close(end.peer)
+            else:
+                relay.cancel()
         await self.backends[peer.backend].close(peer.peer)
 
     def replace(self, index: int, backend: MediaBackend) -> None:

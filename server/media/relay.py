@@ -1,9 +1,13 @@
-"""One publication copied to another media worker: plain RTP over UDP on 127.0.0.1.
+"""One publication copied to another media worker or node: plain RTP over UDP.
 
 The egress is a subscriber like any other (one ``DownTrack`` per track) whose "transport" is a
-UDP socket; the ingress is a publication whose ``UpTrack``s are fed from that socket. A few
-control datagrams ride along, told apart from RTP by their first byte (RTP's is 0x80-0xBF):
-- ``H`` + JSON, egress -> ingress, once a second: the tracks (kind, codec, clock rate, SSRC);
+UDP socket; the ingress is a publication whose ``UpTrack``s are fed from that socket. Between
+workers of one node the pair lives as long as the publication; between nodes (the cascade) an
+ingress stands for a room's broadcast as long as the node has viewers, and the origin points a new
+egress at it whenever the teacher publishes again. A few control datagrams ride along, told apart
+from RTP by their first byte (RTP's is 0x80-0xBF):
+- ``H`` + JSON, egress -> ingress, first and then once a second: the egress's epoch and its
+  tracks (kind, codec, clock rate, SSRC); a new epoch means a new publication behind the relay;
 - ``S`` + SSRC, NTP, RTP, egress -> ingress: the publisher's clock, for lip sync downstream;
 - ``K`` + SSRC, ingress -> egress: a keyframe request, coalesced on both sides.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import struct
 from typing import Any
 
@@ -35,11 +40,12 @@ class RelayEgress(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self.downtracks: dict[str, DownTrack] = {}
         self._announcer: asyncio.Task[None] | None = None
+        self.epoch = secrets.token_hex(4)
 
     @classmethod
-    async def open(cls, source: Any, port: int, stats: ForwardingStats) -> RelayEgress:
+    async def open(cls, source: Any, host: str, port: int, stats: ForwardingStats) -> RelayEgress:
         loop = asyncio.get_running_loop()
-        _, egress = await loop.create_datagram_endpoint(lambda: cls(source, stats), remote_addr=("127.0.0.1", port))
+        _, egress = await loop.create_datagram_endpoint(lambda: cls(source, stats), remote_addr=(host, port))
         egress._start()
         return egress
 
@@ -61,23 +67,30 @@ class RelayEgress(asyncio.DatagramProtocol):
                 continue
             down = DownTrack(up.kind, self._stats)
             down.configure(ssrc=ssrc, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send)
+            down.source = up
             self.downtracks[f"{up.kind}{index}"] = down
-            up.add(down)
+        self._send_hello()  # before the first packet: the ingress must know the epoch they belong to
+        for down in self.downtracks.values():
+            if down.source is not None:
+                down.source.add(down)
         self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    def _send_hello(self) -> None:
+        tracks = [
+            {"kind": d.kind, "mime": d.source.mime_type, "clock": d.source.clock_rate, "ssrc": d.ssrc}
+            for d in self.downtracks.values()
+            if d.source is not None
+        ]
+        self._send(b"H" + json.dumps({"epoch": self.epoch, "tracks": tracks}).encode())
 
     async def _announce(self) -> None:
         while True:
-            tracks = [
-                {"kind": d.kind, "mime": d.source.mime_type, "clock": d.source.clock_rate, "ssrc": d.ssrc}
-                for d in self.downtracks.values()
-                if d.source is not None
-            ]
-            self._send(b"H" + json.dumps(tracks).encode())
+            await asyncio.sleep(ANNOUNCE_INTERVAL_S)
+            self._send_hello()
             for down in self.downtracks.values():
                 report = down.sender_report()
                 if report is not None:
                     self._send(_SR.pack(b"S", down.ssrc, *report))
-            await asyncio.sleep(ANNOUNCE_INTERVAL_S)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if len(data) == _KEYFRAME.size and data[:1] == b"K":
@@ -98,24 +111,32 @@ class RelayEgress(asyncio.DatagramProtocol):
 
 
 class RelayIngress(asyncio.DatagramProtocol):
-    """A publication whose packets come from a ``RelayEgress`` in another worker."""
+    """A publication whose packets come from a ``RelayEgress`` in another worker or node."""
 
     def __init__(self, stats: ForwardingStats, keyframe_interval_s: float) -> None:
         self._stats = stats
         self._keyframe_interval_s = keyframe_interval_s
         self._transport: asyncio.DatagramTransport | None = None
         self._egress: tuple[str, int] | None = None
+        self._epoch: str | None = None
         self._by_ssrc: dict[int, UpTrack] = {}
         self.tracks: list[UpTrack] = []
-        self.ready = asyncio.Event()  # set once the egress said which tracks it sends
+        self.ready = asyncio.Event()  # set once the tracks are known
 
     @classmethod
-    async def open(cls, stats: ForwardingStats, keyframe_interval_s: float) -> tuple[RelayIngress, int]:
+    async def open(
+        cls, stats: ForwardingStats, keyframe_interval_s: float, host: str = "127.0.0.1"
+    ) -> tuple[RelayIngress, int]:
         loop = asyncio.get_running_loop()
         transport, ingress = await loop.create_datagram_endpoint(
-            lambda: cls(stats, keyframe_interval_s), local_addr=("127.0.0.1", 0)
+            lambda: cls(stats, keyframe_interval_s), local_addr=(host, 0)
         )
         return ingress, int(transport.get_extra_info("sockname")[1])
+
+    def expect(self, tracks: list[dict[str, Any]]) -> None:
+        """Make the tracks before anything arrives (kind, mime, clock, ssrc, as announced):
+        subscribers attach now and start with the first keyframe of whatever comes."""
+        self._announced(tracks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -136,7 +157,12 @@ class RelayIngress(asyncio.DatagramProtocol):
             return
         self._egress = addr
         if data[:1] == b"H":
-            self._announced(json.loads(data[1:]))
+            hello = json.loads(data[1:])
+            if self._epoch is not None and hello["epoch"] != self._epoch:
+                for up in self.tracks:
+                    up.restart()  # another publication: its numbering starts over
+            self._epoch = hello["epoch"]
+            self._announced(hello["tracks"])
         elif data[:1] == b"S" and len(data) == _SR.size:
             _, ssrc, ntp, rtp = _SR.unpack(data)
             if (up := self._by_ssrc.get(ssrc)) is not None:

@@ -132,12 +132,12 @@ class WorkerClient:
         self._on_failed.pop(peer, None)
         await self._call("close", peer=peer)
 
-    async def open_relay_ingress(self) -> tuple[PeerId, int]:
-        peer, port = await self._call("open_relay_ingress")
+    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:
+        peer, port = await self._call("open_relay_ingress", host=host, standing=standing)
         return PeerId(peer), int(port)
 
-    async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
-        return PeerId(await self._call("open_relay_egress", publication=publication, port=port))
+    async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
+        return PeerId(await self._call("open_relay_egress", publication=publication, port=port, host=host))
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         await self._call("start_recording", publication=publication, path=path)

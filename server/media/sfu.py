@@ -23,7 +23,7 @@ from aiortc.sdp import candidate_from_sdp
 from .forwarder import DownTrack, ForwardingStats, UpTrack, nth_track
 from .interfaces import OnFailed, PeerId
 from .recorder import Recorder, record_track
-from .relay import RelayEgress, RelayIngress
+from .relay import RELAY_SSRC, RelayEgress, RelayIngress
 from .seam import IdleTrack, count_decoded_frames, negotiated_codec, send_pli, tap_receiver, tap_sender
 
 log = logging.getLogger(__name__)
@@ -283,13 +283,25 @@ class Sfu:
             if up.kind == kind:
                 up.muted = muted
 
-    async def open_relay_ingress(self) -> tuple[PeerId, int]:
-        ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s)
+    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:
+        """A relayed copy of a publication, listening on ``host``. A standing one has its tracks
+        (this server's codecs) from the start: subscribers attach before any egress feeds it."""
+        ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s, host)
+        if standing:
+            codecs: dict[str, RTCRtpCodecCapability] = {kind: self._codecs[kind][0] for kind in KINDS}
+            ingress.expect(
+                [
+                    {"kind": kind, "mime": codecs[kind].mimeType, "clock": codecs[kind].clockRate, "ssrc": ssrc}
+                    for (kind, _), ssrc in RELAY_SSRC.items()
+                ]
+            )
         return self._add(ingress), port
 
-    async def open_relay_egress(self, publication: PeerId, port: int) -> PeerId:
-        source = self._get(publication, Publication)
-        return self._add(await RelayEgress.open(source, port, self.stats))
+    async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
+        source = self._peers.get(publication)
+        if not isinstance(source, Publication | RelayIngress):
+            raise LookupError(f"No publication {publication!r} here")
+        return self._add(await RelayEgress.open(source, host, port, self.stats))
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         source = self._get(publication, Publication)

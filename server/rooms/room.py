@@ -17,6 +17,7 @@ from ..media.pool import MediaPeer, MediaPool
 from ..state import ParticipantRecord, Stay, Store
 from ..tokens import SEES_PRESENCE, Role
 from . import events as ev
+from .feeds import EdgeFeeds
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,15 @@ class Room:
         self._orphans: dict[str, Stay] = {}  # open stays left by a node that held this room and died
         self._notify_timer: asyncio.TimerHandle | None = None
         self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
+        self.edges = EdgeFeeds(name, media)  # other nodes' viewers, fed once per node
+        self.incarnation = secrets.token_hex(4)  # an edge's feed belongs to this very room object
 
     @property
     def live(self) -> bool:
         return self.publication is not None
 
     def media_peers(self) -> list[MediaPeer]:
-        peers = [self.publication, self.stage, *self.subscriptions.values()]
+        peers = [self.publication, self.stage, *self.subscriptions.values(), *self.edges.egresses]
         return [peer for peer in peers if peer is not None]
 
     def _watchers(self) -> Iterable[Member]:
@@ -271,6 +274,7 @@ class Room:
         old, self.stage, self.stage_muted = self.stage, publication, False
         others = [s for pid, s in self.subscriptions.items() if pid != member.participant_id]
         await asyncio.gather(*(self._media.attach(s, publication, "stage") for s in others))
+        await self.edges.source_changed("stage", publication)
         if old is not None:
             await self._media.close(old)
         self._tell(list(self.members.values()), self._stage_event())
@@ -283,6 +287,7 @@ class Room:
             return
         if stage is not None:
             await asyncio.gather(*(self._media.attach(s, None, "stage") for s in list(self.subscriptions.values())))
+            await self.edges.source_changed("stage", None)
             await self._media.close(stage)
         self._tell(list(self.members.values()), ev.StageChanged(None, None))  # also withdraws an invitation
 
@@ -324,13 +329,14 @@ class Room:
         old = self.publication
         self.publication, self.publisher_id = publication, member.participant_id
         await self._attach_all(publication)
+        await self.edges.source_changed("teacher", publication)
         if old is not None:
             await self._finish_recording(old)
             await self._media.close(old)
         await self._start_recording(publication, member)
         await self._store.set_broadcaster(self.name, member.participant_id)
         if old is None:
-            self._tell_subscribers(live=True)
+            self._tell_viewers(live=True)
         log.info("room %s: %s broadcasts", self.name, member.name)
         return answer
 
@@ -339,7 +345,8 @@ class Room:
             return
         publication, self.publication, self.publisher_id = self.publication, None, None
         await self._attach_all(None)
-        self._tell_subscribers(live=False)  # first: students switch to the recording at once
+        self._tell_viewers(live=False)  # first: students switch to the recording at once
+        await self.edges.source_changed("teacher", None)
         await self._finish_recording(publication)
         await self._media.close(publication)
         await self._store.set_broadcaster(self.name, None)
@@ -423,9 +430,10 @@ class Room:
 
     # Notifications ------------------------------------------------------------------------------
 
-    def _tell_subscribers(self, *, live: bool) -> None:
-        members = (self.members.get(pid) for pid in self.subscriptions)
-        self._tell((m for m in members if m is not None), ev.BroadcastChanged(live))
+    def _tell_viewers(self, *, live: bool) -> None:
+        """Everyone but the publisher: viewers whose media comes through another node too."""
+        viewers = (m for pid, m in self.members.items() if pid != self.publisher_id)
+        self._tell(list(viewers), ev.BroadcastChanged(live))
 
     def _schedule_notify(self) -> None:
         """Teachers' views (count, roster, hands, poll results) are refreshed together, coalesced:
@@ -483,6 +491,7 @@ class Room:
             self._notify_timer.cancel()
         for member in list(self.members.values()):
             await self.leave(member)
+        await self.edges.close()
 
 
 class Rooms:

@@ -50,6 +50,7 @@ class NodeInfo:
     rooms: int
     cpu: float  # cores used by the process over the last heartbeat interval
     at: float
+    url: str = ""  # where clients reach this node (its own address, or the one a balancer gives it)
 
     @property
     def load(self) -> float:
