@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -14,9 +15,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -27,6 +29,7 @@ from .lessons.catalog import Catalog, Recording
 from .lessons.demo import ensure_demo_lesson
 from .lessons.schedule import Schedule
 from .lessons.timetable import TimetableError
+from .media.hls import PLAYLIST
 from .media.ice import use_host_addresses
 from .media.interfaces import MediaBackend
 from .media.pool import MediaPool
@@ -34,6 +37,7 @@ from .media.remote import WorkerClient
 from .media.sfu import Sfu
 from .metrics import Gauges, make_registry
 from .rooms import Rooms
+from .rooms.stream import HlsPolicy
 from .settings import Settings
 from .signaling.session import Session
 from .state import open_state
@@ -43,6 +47,9 @@ from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 log = logging.getLogger(__name__)
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_web"
+HLS_FILE = re.compile(r"index\.m3u8|seg-\d{6}\.ts")
+PLAYLIST_CACHE = {"Cache-Control": "public, max-age=1"}  # a cache asks again about once a segment
+SEGMENT_CACHE = {"Cache-Control": "public, max-age=86400, immutable"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
         schedule.load(settings.timetable)
         app.state.catalog, app.state.schedule = catalog, schedule
-        rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now)
+        hls = HlsPolicy(settings.hls_dir, settings.hls_above) if settings.hls else None
+        rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now, hls)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         cluster = Cluster(rooms, store, bus, settings.relay_address, url)
         await cluster.start()
@@ -267,6 +275,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The file, with HTTP range requests so a browser can seek."""
         found = await _local_recording(app, recording_id)
         return FileResponse(app.state.catalog.media_path(found), media_type="video/webm")
+
+    @app.get("/hls/{room:path}/{name}", include_in_schema=False)
+    async def hls_file(room: str, name: str) -> Response:
+        """A live playlist or segment, with cache headers for an HTTP cache or CDN in front: the
+        playlist changes every segment, a segment never. Asked of a node that does not write the
+        room's playlist, the answer is a redirect to the node that does."""
+        policy: HlsPolicy | None = app.state.rooms.hls
+        if policy is None or not HLS_FILE.fullmatch(name):
+            raise HTTPException(status_code=404, detail="No such HLS file")
+        path = policy.room_directory(room) / name
+        if not path.exists():
+            cluster: Cluster = app.state.cluster
+            owner = await cluster.rooms.store.room_owner(room)
+            url = next((n.url for n in await cluster.rooms.store.nodes() if n.node == owner), None)
+            if owner is not None and owner != cluster.id and url:
+                return RedirectResponse(f"{url}/hls/{quote(room, safe='')}/{name}", status_code=307)
+            raise HTTPException(status_code=404, detail=f"Room {room!r} has no HLS {name} now")
+        if name == PLAYLIST:
+            return FileResponse(path, media_type="application/vnd.apple.mpegurl", headers=PLAYLIST_CACHE)
+        return FileResponse(path, media_type="video/mp2t", headers=SEGMENT_CACHE)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     media_workers: int = 0
     # A room with more subscribers than this on its worker spills new ones to another worker.
     max_subscribers_per_worker: int = 150
+    # Viewers beyond this many members in a room watch over HLS instead of WebRTC (a viewer may
+    # also ask for HLS when joining); unset: only those who ask. `hls = false` turns the tier off.
+    hls: bool = True
+    hls_above: int | None = 1000
     # Every broadcast is recorded (WebM) into data_dir/recordings unless this is off.
     record: bool = True
     # The timetable file (YAML or JSON, docs/timetable.md); unset: the last one edited through the
@@ -51,6 +55,10 @@ class Settings(BaseSettings):
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def hls_dir(self) -> Path:
+        return self.data_dir / "hls"
 
     @cached_property
     def signing_secret(self) -> str:

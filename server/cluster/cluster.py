@@ -24,6 +24,7 @@ from typing import Any
 
 from ..rooms import Member, Room, Rooms
 from ..rooms import events as ev
+from ..rooms.stream import Delivery
 from ..state import Bus, Store
 from ..state.resilient import StoreUnavailable
 from ..tokens import Role
@@ -71,19 +72,19 @@ class Cluster:
 
     # Joining ------------------------------------------------------------------------------------
 
-    async def join(self, room: str, member: Member) -> tuple[RoomHandle, JoinResult]:
+    async def join(self, room: str, member: Member, delivery: Delivery = "auto") -> tuple[RoomHandle, JoinResult]:
         """Join ``room`` wherever it is held; raises ``NodeUnreachable`` or ``StoreUnavailable``
         when it cannot be reached now (the client retries)."""
         dead_owner: str | None = None
         while True:
             owner = await self.node.place(room, dead_owner)
             if owner == self.id:
-                return await self._join_here(room, member)
+                return await self._join_here(room, member, delivery)
             key = secrets.token_hex(8)
             handle = RemoteHandle(self.link, self.edge, owner, room, member, key)
             self._sessions[key] = (member, handle)
             try:
-                return handle, await handle.join()
+                return handle, await handle.join(delivery)
             except NodeUnreachable:
                 self._sessions.pop(key, None)
                 if dead_owner == owner or not await self.node.wait_dead(owner):
@@ -94,7 +95,7 @@ class Cluster:
                 self._sessions.pop(key, None)
                 raise
 
-    async def _join_here(self, room: str, member: Member) -> tuple[LocalHandle, JoinResult]:
+    async def _join_here(self, room: str, member: Member, delivery: Delivery) -> tuple[LocalHandle, JoinResult]:
         """Joins of the rooms held here, also those relayed by other nodes, pass one gate: a storm
         queues instead of piling thousands of half-done joins on the store."""
         if self.joins_waiting >= JOINS_WAITING:
@@ -105,11 +106,11 @@ class Cluster:
         finally:
             self.joins_waiting -= 1
         try:
-            return await self._admit(room, member)
+            return await self._admit(room, member, delivery)
         finally:
             self._joining.release()
 
-    async def _admit(self, room: str, member: Member) -> tuple[LocalHandle, JoinResult]:
+    async def _admit(self, room: str, member: Member, delivery: Delivery) -> tuple[LocalHandle, JoinResult]:
         if self.rooms.get(room) is None:
             lock = self._adopting.setdefault(room, asyncio.Lock())
             async with lock:
@@ -118,7 +119,7 @@ class Cluster:
             self._adopting.pop(room, None)
         held, resumed = await self.rooms.join(room, member)
         handle = LocalHandle(self.rooms, held, member)
-        return handle, await handle.join_result(resumed)
+        return handle, await handle.join_result(resumed, delivery)
 
     async def _adopt(self, room: str) -> None:
         """Take the room on. If a node that died held it, its roster entries go, and its open stays
@@ -163,7 +164,7 @@ class Cluster:
             pid, name, role = info["participant_id"], info["name"], Role(info["role"])
             member = RemoteMember(pid, name, role, room_name, payload["node"], key, self.link)
             self._remote[key] = member
-            _, result = await self._join_here(room_name, member)
+            _, result = await self._join_here(room_name, member, payload["args"].get("delivery", "auto"))
             return dataclasses.asdict(result)
         if op not in OPERATIONS:
             raise LookupError(f"No operation {op!r}")

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from ..rooms import ClassroomError, Member, Room, Rooms
 from ..rooms import events as ev
+from ..rooms.stream import Delivery
 from ..tokens import PUBLISHERS, Role
 from .edge import Edge, Origin
 from .link import Link
@@ -22,6 +23,7 @@ class JoinResult:
     live: bool  # the teacher broadcasts now
     hand: bool  # this participant's hand is up
     incarnation: str = ""  # which holding of the room this is (a room held again is another)
+    hls: str | None = None  # the playlist this viewer watches instead of a WebRTC subscription
 
 
 class RoomHandle(Protocol):
@@ -83,9 +85,10 @@ class LocalHandle:
         self._room = room
         self._member = member
 
-    async def join_result(self, resumed: bool) -> JoinResult:
+    async def join_result(self, resumed: bool, delivery: Delivery) -> JoinResult:
         hand = await self._room.hand_raised(self._member.participant_id)
-        return JoinResult(resumed, self._room.live, hand, self._room.incarnation)
+        hls = await self._room.delivery(self._member, delivery)
+        return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls)
 
     async def publish(self, sdp: str) -> str:
         if self._member.role in PUBLISHERS:
@@ -190,8 +193,8 @@ class RemoteHandle:
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._link.call(self.owner, op, self._payload(**args))
 
-    async def join(self) -> JoinResult:
-        result = JoinResult(**await self._call("join"))
+    async def join(self, delivery: Delivery) -> JoinResult:
+        result = JoinResult(**await self._call("join", delivery=delivery))
         self._origin = Origin(self.name, self.owner, result.incarnation)
         return result
 

@@ -48,4 +48,9 @@ class MediaBackend(Protocol):
     async def stop_recording(self, publication: PeerId) -> dict[str, object]:
         """Finish the file; returns what was written (duration_s, video_frames, audio_frames, error)."""
 
+    async def start_hls(self, publication: PeerId, playlist: str) -> None:
+        """Write ``publication`` as a live HLS playlist at ``playlist`` (segments beside it)."""
+
+    async def stop_hls(self, publication: PeerId) -> None: ...
+
     async def forwarding_stats(self) -> dict[str, int]: ...

@@ -148,3 +148,9 @@ class MediaPool:
 
     async def stop_recording(self, publication: MediaPeer) -> dict[str, object]:
         return await self.backends[publication.backend].stop_recording(publication.peer)
+
+    async def start_hls(self, publication: MediaPeer, playlist: str) -> None:
+        await self.backends[publication.backend].start_hls(publication.peer, playlist)
+
+    async def stop_hls(self, publication: MediaPeer) -> None:
+        await self.backends[publication.backend].stop_hls(publication.peer)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import av
 
@@ -81,9 +81,11 @@ class TrackClock:
 
 @dataclass
 class FrameAssembler:
-    """VP8 packets -> whole frames. A frame missing a packet is dropped, and so is every frame after
-    it up to the next keyframe: none of them could be decoded."""
+    """RTP packets -> whole frames (VP8 unless told how to unwrap payloads). A frame missing a
+    packet is dropped, and so is every frame after it up to the next keyframe: none of them could
+    be decoded."""
 
+    depacketize: Callable[[bytes], bytes] = vp8_payload
     parts: list[bytes] = field(default_factory=list)
     timestamp: int | None = None
     keyframe: bool = False
@@ -101,7 +103,7 @@ class FrameAssembler:
             self.broken = gap and not keyframe
         elif gap:
             self.broken = True
-        self.parts.append(vp8_payload(payload))
+        self.parts.append(self.depacketize(payload))
         if not marker:
             return None
         frame, self.parts, self.timestamp = b"".join(self.parts), [], None
@@ -122,12 +124,26 @@ class RecordingInfo:
     error: str | None = None
 
 
-class Recorder:
-    """One publication to one WebM file, written by its own thread."""
+class Writer(Protocol):
+    """Turns the queued packets into a file; runs on the recorder's thread."""
 
-    def __init__(self, path: Path, on_failed: Callable[[], object] = lambda: None) -> None:
+    def run(self, packets: queue.SimpleQueue[QueuedPacket | None]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Recorder:
+    """One publication to one file (WebM unless another writer is given), written by its own thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        on_failed: Callable[[], object] = lambda: None,
+        writer: Callable[[RecordingInfo], Writer] | None = None,
+    ) -> None:
         self.info = RecordingInfo(path)
         self._on_failed = on_failed
+        self._writer = writer or WebmWriter
+        self.taps: list[Tap] = []
         self._queue: queue.SimpleQueue[QueuedPacket | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}", daemon=True)
         self._thread.start()
@@ -144,6 +160,7 @@ class Recorder:
                 return
             put((kind, seq, ts, marker, payload, keyframe, time.monotonic()))
 
+        self.taps.append(enqueue)
         return enqueue
 
     def stop(self) -> RecordingInfo:
@@ -153,7 +170,7 @@ class Recorder:
         return self.info
 
     def _run(self) -> None:
-        writer = _Writer(self.info)
+        writer = self._writer(self.info)
         try:
             writer.run(self._queue)
             writer.close()
@@ -167,7 +184,7 @@ class Recorder:
                 pass  # keep draining so the forwarding path never blocks
 
 
-class _Writer:
+class WebmWriter:
     def __init__(self, info: RecordingInfo) -> None:
         self.info = info
         self.container: av.container.OutputContainer | None = None

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _ERRORS: dict[str, type[Exception]] = {"SdpError": SdpError, "LookupError": LookupError, "TimeoutError": TimeoutError}
 # Once the worker is gone its peer connections are gone too: calls that would make new ones fail,
 # and the others (close, attach, mute, ...) have nothing left to act on and answer this.
-_MAKES_PEERS = {"publish", "subscribe", "open_relay_ingress", "open_relay_egress", "start_recording"}
+_MAKES_PEERS = {"publish", "subscribe", "open_relay_ingress", "open_relay_egress", "start_recording", "start_hls"}
 _AFTER_DEATH: dict[str, Any] = {"stop_recording": {"error": "the media worker stopped"}, "forwarding_stats": {}}
 
 
@@ -145,6 +145,12 @@ class WorkerClient:
     async def stop_recording(self, publication: PeerId) -> dict[str, object]:
         result: dict[str, object] = await self._call("stop_recording", publication=publication)
         return result
+
+    async def start_hls(self, publication: PeerId, playlist: str) -> None:
+        await self._call("start_hls", publication=publication, playlist=playlist)
+
+    async def stop_hls(self, publication: PeerId) -> None:
+        await self._call("stop_hls", publication=publication)
 
     async def forwarding_stats(self) -> dict[str, int]:
         result: dict[str, int] = await self._call("forwarding_stats")

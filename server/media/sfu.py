@@ -21,6 +21,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from .forwarder import DownTrack, ForwardingStats, UpTrack, nth_track
+from .hls import hls_writer
 from .interfaces import OnFailed, PeerId
 from .recorder import Recorder, record_track
 from .relay import RELAY_SSRC, RelayEgress, RelayIngress
@@ -178,6 +179,7 @@ class Sfu:
         }
         self._peers: dict[PeerId, Peer | RelayIngress | RelayEgress] = {}
         self._recorders: dict[PeerId, tuple[Recorder, Recorder | None]] = {}  # camera+mic, screen
+        self._streams: dict[PeerId, Recorder] = {}  # publications written as live HLS
 
     def _count(self, kind: type) -> int:
         return sum(isinstance(p, kind) for p in self._peers.values())
@@ -322,11 +324,8 @@ class Sfu:
         recorders = self._recorders.pop(publication, None)
         if recorders is None:
             return {}
-        source = self._peers.get(publication)
-        if isinstance(source, Publication):
-            for up in source.tracks:
-                up.taps.clear()
         lesson, screen = recorders
+        self._untap(publication, lesson, screen)
         loop = asyncio.get_running_loop()
         info = await loop.run_in_executor(None, lesson.stop)
         result: dict[str, object] = {
@@ -342,7 +341,34 @@ class Sfu:
                 result["screen_file"] = screen_info.path.name
         return result
 
+    async def start_hls(self, publication: PeerId, playlist: str) -> None:
+        """Write ``publication`` (camera and microphone) as a live HLS playlist at ``playlist``."""
+        source = self._get(publication, Publication)
+        video, audio = source.track("video"), source.track("audio")
+        if video is None:
+            raise LookupError("The broadcast has no video to stream")
+        await self.stop_hls(publication)
+        stream = Recorder(Path(playlist), self._recording_failed, hls_writer(video.mime_type))
+        for up in (video, audio):
+            if up is not None:
+                up.taps.append(stream.tap(up.kind))
+        self._streams[publication] = stream
+
+    async def stop_hls(self, publication: PeerId) -> None:
+        stream = self._streams.pop(publication, None)
+        if stream is not None:
+            self._untap(publication, stream)
+            await asyncio.get_running_loop().run_in_executor(None, stream.stop)
+
+    def _untap(self, publication: PeerId, *recorders: Recorder | None) -> None:
+        source = self._peers.get(publication)
+        if isinstance(source, Publication):
+            taps = {id(tap) for recorder in recorders if recorder is not None for tap in recorder.taps}
+            for up in source.tracks:
+                up.taps = [tap for tap in up.taps if id(tap) not in taps]
+
     async def close(self, peer: PeerId) -> None:
+        await self.stop_hls(peer)
         await self.stop_recording(peer)
         found = self._peers.pop(peer, None)
         if isinstance(found, RelayEgress):

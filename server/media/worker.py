@@ -36,6 +36,8 @@ OPERATIONS = frozenset(
         "forwarding_stats",
         "start_recording",
         "stop_recording",
+        "start_hls",
+        "stop_hls",
     }
 )
 

@@ -18,6 +18,7 @@ from ..state import ParticipantRecord, Stay, Store
 from ..tokens import SEES_PRESENCE, Role
 from . import events as ev
 from .feeds import EdgeFeeds
+from .stream import Delivery, HlsPolicy, RoomStream
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Room:
         node: str,
         catalog: Catalog | None,
         title: Callable[[str], str] = str,
+        hls: HlsPolicy | None = None,
     ) -> None:
         self.name = name
         self._media = media
@@ -88,6 +90,7 @@ class Room:
         self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
         self.edges = EdgeFeeds(name, media)  # other nodes' viewers, fed once per node
         self.incarnation = secrets.token_hex(4)  # an edge's feed belongs to this very room object
+        self.stream = RoomStream(name, media, hls)
 
     @property
     def live(self) -> bool:
@@ -145,6 +148,13 @@ class Room:
             member.deliver(self._stage_event())
         self._schedule_notify()
         return resumed
+
+    async def delivery(self, member: Member, wanted: Delivery) -> str | None:
+        """The HLS playlist ``member`` watches instead of a WebRTC subscription, if any."""
+        if not self.stream.assigns(member.role, wanted, len(self.members)):
+            return None
+        await self.stream.add_viewer(self.publication)
+        return self.stream.url
 
     def adopt(self, orphans: list[Stay], last_seen: dict[str, float]) -> None:
         """Stays left open by the node that held this room before it died. A participant back
@@ -333,6 +343,7 @@ class Room:
         if old is not None:
             await self._finish_recording(old)
             await self._media.close(old)
+        await self.stream.publication_changed(publication)
         await self._start_recording(publication, member)
         await self._store.set_broadcaster(self.name, member.participant_id)
         if old is None:
@@ -347,6 +358,7 @@ class Room:
         await self._attach_all(None)
         self._tell_viewers(live=False)  # first: students switch to the recording at once
         await self.edges.source_changed("teacher", None)
+        await self.stream.publication_changed(None)
         await self._finish_recording(publication)
         await self._media.close(publication)
         await self._store.set_broadcaster(self.name, None)
@@ -492,6 +504,7 @@ class Room:
         for member in list(self.members.values()):
             await self.leave(member)
         await self.edges.close()
+        await self.stream.close()
 
 
 class Rooms:
@@ -504,10 +517,12 @@ class Rooms:
         node: str,
         catalog: Catalog | None = None,
         title: Callable[[str], str] = str,
+        hls: HlsPolicy | None = None,
     ) -> None:
         self.media = media
         self.catalog = catalog
         self.title = title
+        self.hls = hls
         self.store = store
         self.node = node
         self.on_closed: Callable[[str], object] = lambda name: None  # a room emptied and was let go
@@ -525,7 +540,7 @@ class Rooms:
     def create(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title)
+            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title, self.hls)
         return room
 
     async def join(self, name: str, member: Member) -> tuple[Room, bool]:

@@ -71,6 +71,8 @@ class Join(_Message):
     room: str = Field(min_length=1, max_length=128)
     token: str = Field(min_length=1, max_length=4096)
     subscribe: bool = True  # false: no media offer now (a `subscribe` message asks for it later)
+    # how this viewer would like the broadcast: "auto" lets the server choose (HLS for a huge room)
+    delivery: Literal["auto", "webrtc", "hls"] = "auto"
 
 
 class Publish(_Message):
@@ -238,6 +240,7 @@ class Joined(_Message):
     lesson: Lesson | None = None
     resumed: bool = False  # back within 30 s of a drop: hand, poll answer and broadcast kept
     hand: bool = False
+    hls: str | None = None  # watch this HLS playlist (no offer comes); None: WebRTC
 
 
 class ChatOut(_Message):

@@ -364,7 +364,7 @@ class Session:
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self._held = []
         try:
-            room, result = await self._cluster.join(grant.room, self)
+            room, result = await self._cluster.join(grant.room, self, message.delivery)
         except ClassroomError as exc:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
         except UNREACHABLE as exc:
@@ -384,6 +384,7 @@ class Session:
                 lesson=p.Lesson.model_validate(lesson) if lesson else None,
                 resumed=result.resumed,
                 hand=result.hand,
+                hls=result.hls,
             )
         )
         for event in held or ():
@@ -391,5 +392,5 @@ class Session:
         self._metrics.joins.labels(self.role.value).inc()
         self._metrics.join_seconds.observe(time.perf_counter() - started)
         log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
-        if self.role in SUBSCRIBERS and message.subscribe:
+        if self.role in SUBSCRIBERS and message.subscribe and result.hls is None:
             self.send(p.Offer(sdp=await room.subscribe()))

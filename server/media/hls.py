@@ -1,0 +1,186 @@
+"""The HLS tier: a teacher's broadcast as a live playlist of short MPEG-TS segments (H.264 + AAC),
+written once per lesson however many watch it, and served as static files any HTTP cache can fan out.
+
+It taps the publication like the recorder does (``Recorder`` runs this writer on its own thread).
+H.264 from the teacher is remuxed as it is; VP8 (what browsers send by default) is transcoded
+once, here, and the audio goes from Opus to AAC (what HLS players take). A keyframe starts a
+segment about every ``SEGMENT_S``. When the teacher publishes again, the new writer appends to the
+same playlist after a discontinuity, so players carry on.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import queue
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import av
+from aiortc.codecs.h264 import H264PayloadDescriptor
+
+from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, vp8_payload
+
+log = logging.getLogger(__name__)
+
+SEGMENT_S = 1.0  # segment length: HLS latency is a few of these
+PLAYLIST_SEGMENTS = 6  # segments the live playlist lists; older ones are deleted
+PLAYLIST = "index.m3u8"
+AAC_FRAME = 1024
+AUDIO_RATE = 48000
+AUDIO_BASE = fractions.Fraction(1, AUDIO_RATE)
+
+
+def h264_payload(payload: bytes) -> bytes:
+    """One RTP payload of H.264 (RFC 6184) as Annex B bytes."""
+    return H264PayloadDescriptor.parse(payload)[1]
+
+
+def hls_writer(video_mime: str) -> Callable[[RecordingInfo], Writer]:
+    """The writer for a broadcast whose video is ``video_mime``."""
+    return partial(HlsWriter, transcode=video_mime.lower() != "video/h264")
+
+
+class HlsWriter:
+    def __init__(self, info: RecordingInfo, transcode: bool) -> None:
+        self.info = info
+        self.transcode = transcode
+        self.assembler = FrameAssembler(depacketize=vp8_payload if transcode else h264_payload)
+        self.clocks = {"video": TrackClock(90000), "audio": TrackClock(AUDIO_RATE)}
+        self.container: av.container.OutputContainer | None = None
+        self.video: av.VideoStream | None = None
+        self.audio: av.AudioStream | None = None
+        self.start = 0.0
+        self.size = (0, 0)
+        self.last_key_ms = -10_000
+        self.last_video_ms = -1
+        self.decoder = av.CodecContext.create("vp8", "r") if transcode else None
+        self.opus = av.CodecContext.create("opus", "r")
+        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        self.fifo = av.AudioFifo()
+        self.audio_next: int | None = None  # the pts (in samples) the next AAC frame gets
+
+    def run(self, packets: queue.SimpleQueue[QueuedPacket | None]) -> None:
+        while (item := packets.get()) is not None:
+            kind, seq, ts, marker, payload, keyframe, arrival = item
+            if kind == "video":
+                frame = self.assembler.push(seq, ts, marker, payload, keyframe)
+                if frame is not None:
+                    self._video(frame[0], frame[1], frame[2], arrival)
+            elif self.container is not None:
+                self._audio(payload, ts, arrival)
+
+    def close(self) -> None:
+        if self.container is None:
+            return
+        for stream in (self.video, self.audio):
+            if stream is not None and stream.codec_context.is_encoder:
+                for packet in stream.encode(None):
+                    self.container.mux(packet)
+        self.container.close()
+
+    def _open(self, arrival: float, size: tuple[int, int]) -> None:
+        directory = self.info.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        options = {
+            "hls_time": str(SEGMENT_S),
+            "hls_list_size": str(PLAYLIST_SEGMENTS),
+            # a teacher who publishes again continues the playlist; the lesson's end is told over
+            # signaling, so the list never ends; old segments go
+            "hls_flags": "append_list+delete_segments+omit_endlist+independent_segments+discont_start+temp_file",
+            "hls_segment_filename": str(directory / "seg-%06d.ts"),
+        }
+        container = av.open(str(self.info.path), "w", format="hls", options=options)
+        if self.transcode:
+            video = container.add_stream("libx264", rate=30)
+            video.width, video.height = size
+            video.pix_fmt = "yuv420p"
+            video.codec_context.time_base = MS
+            video.options = {"preset": "veryfast", "tune": "zerolatency", "bf": "0"}
+        else:
+            video = cast(av.VideoStream, container.add_mux_stream("h264"))
+            video.time_base = MS
+        audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+        audio.codec_context.time_base = AUDIO_BASE
+        audio.bit_rate = 64_000
+        self.container, self.video, self.audio = container, video, audio
+        self.start, self.size = arrival, size
+
+    def _video(self, data: bytes, keyframe: bool, ts: int, arrival: float) -> None:
+        if self.decoder is None:
+            self._remux(data, keyframe, ts, arrival)
+            return
+        for frame in self.decoder.decode(av.Packet(data)):
+            if self.container is None:
+                self._open(arrival, (frame.width, frame.height))
+            self._encode(frame, ts, arrival)
+
+    def _remux(self, data: bytes, keyframe: bool, ts: int, arrival: float) -> None:
+        if self.container is None:
+            if not keyframe:
+                return
+            self._open(arrival, (0, 0))
+        ms = self._video_ms(ts, arrival)
+        if ms is None:
+            return
+        packet = av.Packet(data)
+        packet.time_base = MS
+        packet.pts = packet.dts = ms
+        packet.is_keyframe = keyframe
+        self._mux(packet, self.video)
+
+    def _encode(self, frame: av.VideoFrame, ts: int, arrival: float) -> None:
+        assert self.video is not None
+        ms = self._video_ms(ts, arrival)
+        if ms is None:
+            return
+        if (frame.width, frame.height) != self.size:  # the browser changed resolution: keep ours
+            frame = frame.reformat(width=self.size[0], height=self.size[1])
+        frame.pts, frame.time_base = ms, MS
+        if ms - self.last_key_ms >= SEGMENT_S * 1000:  # a keyframe starts each segment
+            frame.pict_type = av.video.frame.PictureType.I
+            self.last_key_ms = ms
+        else:
+            frame.pict_type = av.video.frame.PictureType.NONE
+        for packet in self.video.encode(frame):
+            self._mux(packet, self.video)
+
+    def _video_ms(self, ts: int, arrival: float) -> int | None:
+        ms = round(self.clocks["video"].seconds(ts, arrival, self.start) * 1000)
+        if ms <= self.last_video_ms:
+            return None  # a duplicate or a step back
+        self.last_video_ms = ms
+        self.info.video_frames += 1
+        self.info.duration_s = ms / 1000
+        return ms
+
+    def _audio(self, payload: bytes, ts: int, arrival: float) -> None:
+        assert self.audio is not None
+        at = round(self.clocks["audio"].seconds(ts, arrival, self.start) * AUDIO_RATE)
+        if at < 0:
+            return  # before the first picture
+        if self.audio_next is None or abs(at - (self.audio_next + self.fifo.samples)) > AUDIO_RATE // 25:
+            self.fifo = av.AudioFifo()  # the first packet, or a gap (packets lost): start again from here
+            self.audio_next = at
+        for decoded in self.opus.decode(av.Packet(payload)):
+            decoded.pts = None
+            for resampled in self.resampler.resample(decoded):
+                resampled.pts = None
+                self.fifo.write(resampled)
+        while self.fifo.samples >= AAC_FRAME and (frame := self.fifo.read(AAC_FRAME)) is not None:
+            frame.pts, frame.time_base = self.audio_next, AUDIO_BASE
+            self.audio_next += AAC_FRAME
+            for packet in self.audio.encode(frame):
+                self._mux(packet, self.audio)
+            self.info.audio_frames += 1
+
+    def _mux(self, packet: Any, stream: av.VideoStream | av.AudioStream | None) -> None:
+        assert self.container is not None and stream is not None
+        packet.stream = stream
+        self.container.mux(packet)
+
+
+def playlist_path(directory: Path) -> Path:
+    return directory / PLAYLIST
