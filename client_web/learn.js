@@ -16,6 +16,10 @@
 // frames flow, the camera then small in a corner; "stage_audio" and "stage_video" (the student on
 // stage, named by `stage`) play in a tile under it.
 //
+// A viewer the server sends to its HLS tier (`joined.hls`, for a very big room or when the page
+// asks with ?delivery=hls) gets no offer: while the teacher is live the main video plays that
+// playlist through hls.js, and stats().source says "hls". The fallback to the recording is the same.
+//
 // `invited`: the teacher invites this student on stage. "Go on stage" publishes the camera and
 // microphone on a second peer connection (`publish`, answered by `answer {target: "publish"}`);
 // "Leave stage" sends `unpublish`. A `stage` naming someone else (or nobody) ends our turn.
@@ -43,6 +47,7 @@ import {
   h,
   showNotice,
 } from "/static/skyclass.js";
+import { HlsPlayer } from "/static/hlsplayer.js";
 
 const FRAME_FRESH_MS = 2000; // "live" needs a decoded frame at most this long ago
 const FREEZE_MS = 1500; // live slot: no new frame for this long while live → play the recording
@@ -89,6 +94,7 @@ const meMuted = $("me-muted");
 const selfVideo = $("self-video");
 const leaveBtn = $("leave-stage");
 
+const hlsPlayer = new HlsPlayer(video);
 const remoteStream = new MediaStream(); // the teacher's microphone and camera
 const screenStream = new MediaStream(); // the teacher's shared screen
 const stageStream = new MediaStream(); // the student on stage
@@ -101,6 +107,8 @@ const page = {
   liveEndedAt: -Infinity, // performance.now() when `live` last became false (or joined with false)
   graceUntil: -Infinity, // joined while live: no freeze before this time
   pc: null, // the subscribe connection
+  hls: null, // the playlist this viewer watches instead (joined.hls)
+  hlsFrames: 0, // the HLS video element's own frame count, last seen
   slots: null, // the offer's slots
   trickle: null,
   media: "new", // subscribe pc connectionState
@@ -153,7 +161,7 @@ function pageState() {
   const s = page.signaling;
   if (!s) return "error";
   if (s.state !== "joined") return s.state; // connecting, reconnecting, closed, error
-  if (page.pc && page.media === "connected") return "connected";
+  if ((page.pc && page.media === "connected") || (page.hls && liveFresh())) return "connected";
   return "joined";
 }
 
@@ -178,7 +186,8 @@ function liveFresh(now = performance.now()) {
 
 function source() {
   if (page.active === "recorded") return recordedPlaying() ? "recorded" : "none";
-  return liveFresh() ? "live" : "none";
+  if (!liveFresh()) return "none";
+  return page.hls ? "hls" : "live";
 }
 
 function shown() {
@@ -199,6 +208,7 @@ function stats() {
     source: source(),
     live: page.live,
     media: page.media,
+    hls: page.hls ? { url: page.hls, latency: hlsPlayer.latency(), errors: hlsPlayer.errors } : null,
     // What plays now: the live video's decoder, or the recording's frames.
     framesDecoded: recorded ? recordedFrames() : page.framesDecoded,
     bytesReceived: page.bytesReceived,
@@ -330,7 +340,7 @@ function render() {
   const state = pageState();
   showState(state);
   const src = source();
-  overlay.hidden = src === "live" || src === "recorded";
+  overlay.hidden = src !== "none";
   let text;
   if (page.active === "recorded") {
     text = page.recordingFailed ? "录播课无法播放 The recorded lesson cannot be played." : "正在载入录播课… Loading the recorded lesson…";
@@ -627,6 +637,31 @@ async function onOffer(msg) {
   render();
 }
 
+// --- HLS --------------------------------------------------------------------------------------
+
+/** The HLS player runs while the teacher is live (under the recording too, muted, like WebRTC). */
+function syncHls() {
+  if (page.hls && page.live && page.signaling.state === "joined") {
+    if (hlsPlayer.url === page.hls) return;
+    hlsPlayer.play(page.hls).then(() => (page.active === "live" ? playWithSound(video) : video.play().catch(() => {})));
+  } else if (hlsPlayer.url) {
+    hlsPlayer.stop();
+  }
+}
+
+/** Count the HLS pictures like the WebRTC ones (the element's count starts over with each stream). */
+function countHlsFrames() {
+  const frames = hlsPlayer.frames();
+  const added = frames >= page.hlsFrames ? frames - page.hlsFrames : frames;
+  page.hlsFrames = frames;
+  if (added > 0) {
+    const now = performance.now();
+    if (now - page.lastFrameAt >= FREEZE_MS) page.framesResumedAt = now;
+    page.lastFrameAt = now;
+    page.framesDecoded += added;
+  }
+}
+
 // --- signaling -----------------------------------------------------------------------------
 
 function setLive(live) {
@@ -659,6 +694,8 @@ function onMessage(msg) {
         if (page.poll && !page.poll.closed && page.poll.epoch !== page.signaling.epoch) page.poll.closed = true;
       }
       page.hand = !!msg.hand;
+      page.hls = msg.hls || null;
+      syncHls();
       page.participantId = msg.participant_id;
       page.chat.selfId = msg.participant_id;
       page.lesson = msg.lesson && typeof msg.lesson === "object" ? msg.lesson : null;
@@ -679,6 +716,7 @@ function onMessage(msg) {
       break;
     case "broadcast":
       setLive(!!msg.live);
+      syncHls();
       break;
     case "ice":
       if (msg.target === "subscribe" && page.pc && msg.candidate) {
@@ -1033,6 +1071,7 @@ function renderPoll(inClass) {
 
 function onSignalingChange() {
   const s = page.signaling.state;
+  syncHls();
   if ((s === "closed" || s === "error") && page.pc) {
     page.pc.close();
     page.media = "closed";
@@ -1050,6 +1089,7 @@ function onSignalingChange() {
 // --- stats poller --------------------------------------------------------------------------
 
 poll(async () => {
+  if (page.hls) countHlsFrames();
   const pc = page.pc;
   if (pc && pc.signalingState !== "closed") {
     const report = await pc.getStats();

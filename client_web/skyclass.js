@@ -22,7 +22,9 @@ export function $(id) {
 /** room and token from the page address (?room=R&token=T). */
 export function pageParams() {
   const q = new URLSearchParams(location.search);
-  return { room: (q.get("room") || "").trim(), token: (q.get("token") || "").trim() };
+  // delivery: "hls" asks for the HTTP stream (networks that block WebRTC); the server may choose it anyway
+  const delivery = ["webrtc", "hls"].includes(q.get("delivery")) ? q.get("delivery") : "auto";
+  return { room: (q.get("room") || "").trim(), token: (q.get("token") || "").trim(), delivery };
 }
 
 // --- connection state label -----------------------------------------------------------
@@ -278,9 +280,10 @@ const RETRY_ERRORS = new Set(["unavailable", "server_full"]);
  * opened again after 0.5 s, 1 s, 2 s, … at most 5 s, with the same room and token.
  */
 export class Signaling {
-  constructor({ room, token, onMessage, onChange, onError }) {
+  constructor({ room, token, delivery = "auto", onMessage, onChange, onError }) {
     this.room = room;
     this.token = token;
+    this.delivery = delivery;
     this.onMessage = onMessage || (() => {});
     this.onChange = onChange || (() => {});
     this.onError = onError || (() => false);
@@ -328,7 +331,9 @@ export class Signaling {
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return;
       opened = true;
-      this.send({ type: "join", room: this.room, token: this.token });
+      const join = { type: "join", room: this.room, token: this.token };
+      if (this.delivery !== "auto") join.delivery = this.delivery;
+      this.send(join);
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => {
         if (ws !== this.ws) return;
@@ -595,8 +600,8 @@ export function expose(api) {
  * ?room=&token=, then join. Returns false when the page cannot start.
  */
 export function startPage(page, { path, roomEl, onMessage, onChange, onError, render }) {
-  const { room, token } = pageParams();
-  page.signaling = new Signaling({ room, token, onMessage, onChange, onError });
+  const { room, token, delivery } = pageParams();
+  page.signaling = new Signaling({ room, token, delivery, onMessage, onChange, onError });
   page.chat = new ChatBox(page.signaling);
   roomEl.textContent = room || "—";
   let problem = null;

@@ -14,6 +14,7 @@ import httpx
 from .conftest import ServerProcess, stop_server
 from .peers import PatternTrack, SignalingClient, publish, subscribe
 from .test_classroom import joined
+from .test_hls import decode_live, wait_for_playlist
 from .test_cluster import cluster_redis, loopback_ice, next_frame_within, no_tracebacks, start_nodes  # noqa: F401
 
 
@@ -52,6 +53,16 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         assert second_edge.metric("skyclass_sfu_keyframe_replays_total") > replays_at_edge
         assert origin.metric("skyclass_sfu_keyframe_requests_in_total") == requests_at_origin
 
+        # A viewer sent to HLS through an edge: the edge redirects to the origin, which writes the
+        # playlist; a player (PyAV) decodes it while the lesson runs.
+        watcher = await SignalingClient.connect(second_edge.ws_url)
+        token = second_edge.token(room, "student", "Watcher")
+        await watcher.send({"type": "join", "room": room, "token": token, "delivery": "hls"})
+        playlist = (await watcher.expect("joined"))["hls"]
+        await wait_for_playlist(second_edge.url + playlist)
+        pictures, audio, _, _ = await asyncio.to_thread(decode_live, second_edge.url + playlist, 30)
+        assert pictures >= 30
+
         # The first edge dies: Wei's page reconnects where /api/edge says (the other edge) and
         # resumes with the same token.
         first_edge.process.kill()
@@ -78,7 +89,7 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         await publisher.close()
         for pc, _ in [*subscriptions.values(), (late_pc, None)]:
             await pc.close()
-        for client in (teacher, wei, fang, late):
+        for client in (teacher, wei, fang, late, watcher):
             await client.close()
         no_tracebacks(origin, second_edge)
     finally:

@@ -56,6 +56,7 @@ SLOTS = (
 
 T = TypeVar("T")
 RELAY_READY_TIMEOUT_S = 3.0
+REMUX_KEYFRAME_S = 2.0  # HLS segment length when the teacher's own H.264 is remuxed
 
 
 class Source(Protocol):
@@ -179,7 +180,7 @@ class Sfu:
         }
         self._peers: dict[PeerId, Peer | RelayIngress | RelayEgress] = {}
         self._recorders: dict[PeerId, tuple[Recorder, Recorder | None]] = {}  # camera+mic, screen
-        self._streams: dict[PeerId, Recorder] = {}  # publications written as live HLS
+        self._streams: dict[PeerId, tuple[Recorder, asyncio.Task[None]]] = {}  # written as live HLS
 
     def _count(self, kind: type) -> int:
         return sum(isinstance(p, kind) for p in self._peers.values())
@@ -352,11 +353,15 @@ class Sfu:
         for up in (video, audio):
             if up is not None:
                 up.taps.append(stream.tap(up.kind))
-        self._streams[publication] = stream
+        remuxed = video.mime_type.lower() == "video/h264"
+        keyframes = asyncio.create_task(_ask_keyframes(video, REMUX_KEYFRAME_S if remuxed else None))
+        self._streams[publication] = (stream, keyframes)
 
     async def stop_hls(self, publication: PeerId) -> None:
-        stream = self._streams.pop(publication, None)
-        if stream is not None:
+        found = self._streams.pop(publication, None)
+        if found is not None:
+            stream, keyframes = found
+            keyframes.cancel()
             self._untap(publication, stream)
             await asyncio.get_running_loop().run_in_executor(None, stream.stop)
 
@@ -383,6 +388,15 @@ class Sfu:
     async def shutdown(self) -> None:
         for peer in list(self._peers):
             await self.close(peer)
+
+
+async def _ask_keyframes(up: UpTrack, every: float | None) -> None:
+    """An HLS stream starts at a keyframe. A remuxed one (no encoder of ours to place them) can cut
+    segments only at the teacher's keyframes, so it asks for one every ``every`` seconds."""
+    up.request_keyframe()
+    while every is not None:
+        await asyncio.sleep(every)
+        up.request_keyframe()
 
 
 def screen_path(lesson: Path) -> Path:
