@@ -14,8 +14,8 @@ import httpx
 from .conftest import ServerProcess, stop_server
 from .peers import PatternTrack, SignalingClient, publish, subscribe
 from .test_classroom import joined
-from .test_hls import decode_live, wait_for_playlist
 from .test_cluster import cluster_redis, loopback_ice, next_frame_within, no_tracebacks, start_nodes  # noqa: F401
+from .test_hls import decode_live, wait_for_playlist
 
 
 def edge_url(node: ServerProcess, room: str) -> str:
