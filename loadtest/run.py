@@ -42,7 +42,7 @@ SCENARIOS = ["flag-raising", "school-day", "teacher-reconnect", "chat-burst", "r
 
 
 @contextlib.contextmanager
-def _group(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def start_group(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A child in its own process group, killed with all its children on the way out."""
     process = subprocess.Popen(
         command,
@@ -65,13 +65,13 @@ def _group(command: list[str], log: Path, env: dict[str, str] | None = None) -> 
             process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -90,23 +90,23 @@ def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[t
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skyload-")))
         extra: list[str] = []
         if args.server_workers > 1:
-            redis_port = _free_port()
+            redis_port = free_port()
             binary = shutil.which("redis-server") or "redis-server"
             stack.enter_context(
-                _group(
+                start_group(
                     [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                     out / "redis.log",
                 )
             )
             extra = ["--redis", f"redis://127.0.0.1:{redis_port}/0", "--workers", str(args.server_workers)]
-        port = _free_port()
+        port = free_port()
         env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
         if args.max_sessions:
             env["SKYCLASS_MAX_SESSIONS"] = str(args.max_sessions)
         command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1"]
-        server = stack.enter_context(_group([*command, *extra, "--log-level", "warning"], out / "server.log", env))
+        server = stack.enter_context(start_group([*command, *extra, "--log-level", "warning"], out / "server.log", env))
         url = f"http://127.0.0.1:{port}"
-        _wait_http(url + "/healthz", server)
+        wait_http(url + "/healthz", server)
         time.sleep(1.0 if args.server_workers > 1 else 0)  # the other worker processes
         yield url, server.pid
 
@@ -238,10 +238,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         ]
         if args.scenario == "teacher-reconnect":
             probes_command += ["--teacher-drops", "20"]
-        probes = stack.enter_context(_group(probes_command, out / "probes.log", env))
+        probes = stack.enter_context(start_group(probes_command, out / "probes.log", env))
         time.sleep(3)  # the teachers are live before the crowd arrives
         locust = stack.enter_context(
-            _group(
+            start_group(
                 [
                     sys.executable,
                     "-m",

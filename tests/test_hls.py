@@ -50,6 +50,15 @@ async def watch_over_hls(server: ServerProcess, room: str, codec: str | None) ->
     teacher = await joined(server, room, "teacher", "Ms Li")
     publisher = await publish(teacher, ToneTrack(), PatternTrack(), video_codec=codec)
     try:
+        if codec is None:  # the teacher publishes again: the playlist goes on, after a discontinuity
+            first = await wait_for_playlist(server.url + viewer["hls"])
+            await teacher.send({"type": "unpublish"})
+            await publisher.close()
+            publisher = await publish(teacher, ToneTrack(), PatternTrack(), video_codec=codec)
+            await asyncio.sleep(3)
+            again = await wait_for_playlist(server.url + viewer["hls"])
+            assert "#EXT-X-DISCONTINUITY" in again.text
+            assert segment_numbers(again.text)[-1] > segment_numbers(first.text)[-1]
         playlist = await wait_for_playlist(server.url + viewer["hls"])
         assert playlist.headers["content-type"] == "application/vnd.apple.mpegurl"
         assert playlist.headers["cache-control"] == "public, max-age=1"
@@ -61,6 +70,10 @@ async def watch_over_hls(server: ServerProcess, room: str, codec: str | None) ->
     finally:
         await publisher.close()
         await teacher.close()
+
+
+def segment_numbers(playlist: str) -> list[int]:
+    return [int(line[4:-3]) for line in playlist.splitlines() if line.startswith("seg-")]
 
 
 async def joined_over_hls(server: ServerProcess, room: str, name: str) -> dict:  # type: ignore[type-arg]

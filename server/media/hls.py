@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SEGMENT_S = 1.0  # segment length: HLS latency is a few of these
 PLAYLIST_SEGMENTS = 6  # segments the live playlist lists; older ones are deleted
 PLAYLIST = "index.m3u8"
+MAX_INTERLEAVE_US = 500_000
 AAC_FRAME = 1024
 AUDIO_RATE = 48000
 AUDIO_BASE = fractions.Fraction(1, AUDIO_RATE)
@@ -38,15 +39,16 @@ def h264_payload(payload: bytes) -> bytes:
     return H264PayloadDescriptor.parse(payload)[1]
 
 
-def hls_writer(video_mime: str) -> Callable[[RecordingInfo], Writer]:
-    """The writer for a broadcast whose video is ``video_mime``."""
-    return partial(HlsWriter, transcode=video_mime.lower() != "video/h264")
+def hls_writer(video_mime: str, audio: bool) -> Callable[[RecordingInfo], Writer]:
+    """The writer for a broadcast whose video is ``video_mime``, with or without audio."""
+    return partial(HlsWriter, transcode=video_mime.lower() != "video/h264", with_audio=audio)
 
 
 class HlsWriter:
-    def __init__(self, info: RecordingInfo, transcode: bool) -> None:
+    def __init__(self, info: RecordingInfo, transcode: bool, with_audio: bool) -> None:
         self.info = info
         self.transcode = transcode
+        self.with_audio = with_audio
         self.assembler = FrameAssembler(depacketize=vp8_payload if transcode else h264_payload)
         self.clocks = {"video": TrackClock(90000), "audio": TrackClock(AUDIO_RATE)}
         self.container: av.container.OutputContainer | None = None
@@ -69,7 +71,7 @@ class HlsWriter:
                 frame = self.assembler.push(seq, ts, marker, payload, keyframe)
                 if frame is not None:
                     self._video(frame[0], frame[1], frame[2], arrival)
-            elif self.container is not None:
+            elif self.audio is not None:
                 self._audio(payload, ts, arrival)
 
     def close(self) -> None:
@@ -89,8 +91,10 @@ class HlsWriter:
             "hls_list_size": str(PLAYLIST_SEGMENTS),
             # a teacher who publishes again continues the playlist; the lesson's end is told over
             # signaling, so the list never ends; old segments go
-            "hls_flags": "append_list+delete_segments+omit_endlist+independent_segments+discont_start+temp_file",
+            "hls_flags": "append_list+delete_segments+omit_endlist+independent_segments+temp_file",
             "hls_segment_filename": str(directory / "seg-%06d.ts"),
+            # audio that stalls (a muted microphone sending nothing) holds pictures back this long at most
+            "max_interleave_delta": str(MAX_INTERLEAVE_US),
         }
         container = av.open(str(self.info.path), "w", format="hls", options=options)
         if self.transcode:
@@ -102,9 +106,11 @@ class HlsWriter:
         else:
             video = cast(av.VideoStream, container.add_mux_stream("h264"))
             video.time_base = MS
-        audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
-        audio.codec_context.time_base = AUDIO_BASE
-        audio.bit_rate = 64_000
+        audio = None
+        if self.with_audio:  # a stream that never gets a packet would hold every picture back
+            audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+            audio.codec_context.time_base = AUDIO_BASE
+            audio.bit_rate = 64_000
         self.container, self.video, self.audio = container, video, audio
         self.start, self.size = arrival, size
 

@@ -349,7 +349,7 @@ class Sfu:
         if video is None:
             raise LookupError("The broadcast has no video to stream")
         await self.stop_hls(publication)
-        stream = Recorder(Path(playlist), self._recording_failed, hls_writer(video.mime_type))
+        stream = Recorder(Path(playlist), self._recording_failed, hls_writer(video.mime_type, audio is not None))
         for up in (video, audio):
             if up is not None:
                 up.taps.append(stream.tap(up.kind))
