@@ -344,8 +344,10 @@ def print_report(result: dict[str, object]) -> None:
     webrtc = cost["webrtc-origin"]["origin_cpu_s_per_viewer_min"]  # type: ignore[index]
     for path in ("hls", "hls-via-cache"):
         hls = cost.get(path, {}).get("origin_cpu_s_per_viewer_min")  # type: ignore[attr-defined]
-        if hls:
-            print(f"WebRTC / {path} per-viewer CPU at the origin: {webrtc / hls:.1f}")
+        if hls is None:
+            continue
+        ratio = f"{webrtc / hls:.1f}" if hls > 0.001 else "HLS is within noise of 0 at the origin"
+        print(f"WebRTC / {path} per-viewer CPU at the origin: {ratio}")
 
 
 def main() -> None:
