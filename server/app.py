@@ -292,8 +292,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if owner is not None and owner != cluster.id and url:
                 return RedirectResponse(f"{url}/hls/{quote(room, safe='')}/{name}", status_code=307)
             raise HTTPException(status_code=404, detail=f"Room {room!r} has no HLS {name} now")
-        if name == PLAYLIST:
-            return FileResponse(path, media_type="application/vnd.apple.mpegurl", headers=PLAYLIST_CACHE)
+        if name == PLAYLIST:  # rewritten every segment: read whole, not streamed with a size that may change
+            playlist = await asyncio.to_thread(path.read_bytes)
+            return Response(playlist, media_type="application/vnd.apple.mpegurl", headers=PLAYLIST_CACHE)
         return FileResponse(path, media_type="video/mp2t", headers=SEGMENT_CACHE)
 
     @app.websocket("/ws")

@@ -14,8 +14,10 @@ import logging
 from dataclasses import dataclass, field
 
 from ..media.pool import MediaPeer, MediaPool
+from ..rooms import Member
 from ..rooms.feeds import FeedRole
-from ..tokens import PUBLISHERS, Role
+from ..rooms.room import quality_teller
+from ..tokens import PUBLISHERS
 from .link import Link, NodeUnreachable, RemoteFailure, RoomUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,13 +53,13 @@ class Edge:
         """Rooms held elsewhere whose broadcast this node receives."""
         return len(self._feeds)
 
-    async def subscribe(self, origin: Origin, key: str, role: Role) -> str:
-        """A fresh subscription for session ``key``, fed from ``origin``'s broadcast; its offer."""
+    async def subscribe(self, origin: Origin, key: str, member: Member) -> str:
+        """A fresh subscription for ``member``'s session ``key``, fed from ``origin``'s broadcast; its offer."""
         feed = await self._feed(origin)
         await self._close_subscription(feed, key)
-        subscription, offer = await self._media.subscribe(origin.room)
+        subscription, offer = await self._media.subscribe(origin.room, on_quality=quality_teller(member))
         feed.subscriptions[key] = subscription
-        if role not in PUBLISHERS:
+        if member.role not in PUBLISHERS:
             await self._media.attach(subscription, feed.feeds["teacher"])
         await self._media.attach(subscription, feed.feeds["stage"], "stage")
         return offer

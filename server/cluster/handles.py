@@ -31,7 +31,7 @@ class RoomHandle(Protocol):
 
     name: str
 
-    async def publish(self, sdp: str) -> str: ...
+    async def publish(self, sdp: str, tracks: list[str] | None = None) -> str: ...
     async def unpublish(self) -> None: ...
     async def subscribe(self) -> str: ...
     async def accept_answer(self, sdp: str) -> None: ...
@@ -90,10 +90,10 @@ class LocalHandle:
         hls = await self._room.delivery(self._member, delivery)
         return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls)
 
-    async def publish(self, sdp: str) -> str:
+    async def publish(self, sdp: str, tracks: list[str] | None = None) -> str:
         if self._member.role in PUBLISHERS:
-            return await self._room.publish(self._member, sdp)
-        return await self._room.publish_stage(self._member, sdp)  # a student, when invited on stage
+            return await self._room.publish(self._member, sdp, tracks)
+        return await self._room.publish_stage(self._member, sdp, tracks)  # a student, when invited on stage
 
     async def unpublish(self) -> None:
         if self._member.role in PUBLISHERS:
@@ -198,14 +198,14 @@ class RemoteHandle:
         self._origin = Origin(self.name, self.owner, result.incarnation)
         return result
 
-    async def publish(self, sdp: str) -> str:
-        return str(await self._call("publish", sdp=sdp))
+    async def publish(self, sdp: str, tracks: list[str] | None = None) -> str:
+        return str(await self._call("publish", sdp=sdp, tracks=tracks))
 
     async def unpublish(self) -> None:
         await self._call("unpublish")
 
     async def subscribe(self) -> str:
-        return await self._edge.subscribe(self._origin, self.key, self._member.role)
+        return await self._edge.subscribe(self._origin, self.key, self._member)
 
     async def accept_answer(self, sdp: str) -> None:
         await self._edge.accept_answer(self._origin, self.key, sdp)

@@ -83,6 +83,8 @@ class UpTrack:
         # publisher. None until a keyframe is seen, and once the picture group outgrows GOP_LIMIT.
         self._gop: list[Packet] | None = None
         self._fanout: tuple[DownTrack, ...] = ()
+        self._adopting: tuple[DownTrack, ...] = ()  # switching here from another layer at our next keyframe
+        self.bytes_in = 0
         # Other consumers of every packet (a recorder): each must only queue, never block.
         self.taps: list[Callable[[int, int, bool, bytes, bool], None]] = []
         self._keyframes = KeyframeRequests(keyframe_interval_s)
@@ -107,13 +109,35 @@ class UpTrack:
             down.forward(seq, ts, marker, payload, first)
             first = False
 
+    def adopt(self, down: DownTrack) -> None:
+        """Take ``down`` over from its current source (another layer of the same camera) at this
+        track's next keyframe; the old source feeds it until then, so the picture never stops."""
+        if down.source is None:
+            self.add(down)
+        elif down.source is not self and down not in self._adopting:
+            self._adopting = (*self._adopting, down)
+            self.request_keyframe()
+
     def remove(self, down: DownTrack) -> None:
         self._fanout = tuple(d for d in self._fanout if d is not down)
+        self._adopting = tuple(d for d in self._adopting if d is not down)
+
+    def _take_over(self) -> None:
+        for down in self._adopting:
+            old = down.source
+            if old is not None and old is not self:
+                old.remove(down)
+                down.detach()  # the stream goes on where the old layer left it
+            if down not in self._fanout:
+                self._fanout = (*self._fanout, down)
+            down.source = self
+        self._adopting = ()
 
     def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, ssrc: int) -> None:
         """One packet from the publisher: remember it, then hand it to every subscriber."""
         self.stats.packets_in += 1
         self.ssrc = ssrc
+        self.bytes_in += len(payload)
         if self.muted:
             return
         keyframe = True
@@ -124,6 +148,8 @@ class UpTrack:
             if keyframe:
                 self._keyframes.keyframe_seen()
                 self._gop = [packet]
+                if self._adopting:
+                    self._take_over()
             elif self._gop is not None:
                 if len(self._gop) < GOP_LIMIT:
                     self._gop.append(packet)
@@ -189,14 +215,8 @@ class UpTrack:
             self._keyframe_timer.cancel()
         for down in self._fanout:
             down.detach()
-        self._fanout = ()
+        self._fanout = self._adopting = ()
         self._gop = None
-
-
-def nth_track(tracks: list[UpTrack], kind: str, index: int) -> UpTrack | None:
-    """The index-th track of a kind among a source's tracks (video 0: camera, video 1: screen)."""
-    of_kind = [t for t in tracks if t.kind == kind]
-    return of_kind[index] if index < len(of_kind) else None
 
 
 class DownTrack:
@@ -222,6 +242,9 @@ class DownTrack:
         "octets_sent",
         "fraction_lost",
         "bitrate_estimate",
+        "keyframes_only",
+        "_keyframe_ts",
+        "on_feedback",
     )
 
     def __init__(self, kind: str, stats: ForwardingStats) -> None:
@@ -243,8 +266,12 @@ class DownTrack:
         self._resume: tuple[int, int, float] | None = None
         self.packets_sent = 0
         self.octets_sent = 0
-        self.fraction_lost = 0
-        self.bitrate_estimate: int | None = None
+        self.fraction_lost = 0  # of 256, from the subscriber's latest receiver report
+        self.bitrate_estimate: int | None = None  # bits/s, from the subscriber's REMB
+        # Still pictures: only keyframes go out (a link too weak for the lowest layer keeps its audio)
+        self.keyframes_only = False
+        self._keyframe_ts: int | None = None
+        self.on_feedback: Callable[[], None] | None = None  # a receiver report or REMB came
 
     def configure(
         self, *, ssrc: int, payload_type: int, rtx_ssrc: int | None, rtx_payload_type: int | None, send: SendRtp
@@ -276,6 +303,9 @@ class DownTrack:
                 if not keyframe:
                     return
                 self._waiting_keyframe = False
+        if self.keyframes_only and not self._in_keyframe(ts, keyframe):
+            self._seq_offset = (self._seq_offset - 1) & 0xFFFF  # the subscriber sees no gap to NACK
+            return
         data = (
             RTP_HEADER.pack(
                 RTP_VERSION_BYTE,
@@ -293,6 +323,12 @@ class DownTrack:
         self.octets_sent += len(payload)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
+
+    def _in_keyframe(self, ts: int, keyframe: bool) -> bool:
+        """Whether a packet belongs to a keyframe (only its first packet says so; the rest share its timestamp)."""
+        if keyframe:
+            self._keyframe_ts = ts
+        return ts == self._keyframe_ts
 
     def _congested(self) -> None:
         """The subscriber's socket is backed up or gone: drop, and go on from the next keyframe.

@@ -11,14 +11,19 @@ from typing import NewType, Protocol
 
 PeerId = NewType("PeerId", str)
 OnFailed = Callable[[], None] | None
+OnQuality = Callable[[str, str], None] | None  # a subscriber's camera layer changed: (layer, reason)
 
 
 class MediaBackend(Protocol):
-    async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
-        """Answer a publisher's offer; returns the publication's id and the answer SDP."""
+    async def publish(
+        self, offer_sdp: str, on_failed: OnFailed = None, names: list[str] | None = None
+    ) -> tuple[PeerId, str]:
+        """Answer a publisher's offer (its m-lines named by ``names``, or by order); returns the
+        publication's id and the answer SDP."""
 
-    async def subscribe(self, on_failed: OnFailed = None) -> tuple[PeerId, str]:
-        """A subscriber connection with one audio and one video track; returns its id and offer SDP."""
+    async def subscribe(self, on_failed: OnFailed = None, on_quality: OnQuality = None) -> tuple[PeerId, str]:
+        """A subscriber connection (a track per slot); returns its id and offer SDP. ``on_quality``
+        hears the camera layer this subscriber's link gets, and why."""
 
     async def accept_answer(self, subscription: PeerId, sdp: str) -> None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .interfaces import MediaBackend, OnFailed, PeerId
+from .interfaces import MediaBackend, OnFailed, OnQuality, PeerId
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +55,24 @@ class MediaPool:
     def release(self, room: str) -> None:
         self._homes.pop(room, None)
 
-    async def publish(self, room: str, offer_sdp: str, on_failed: OnFailed = None) -> tuple[MediaPeer, str]:
+    async def publish(
+        self, room: str, offer_sdp: str, on_failed: OnFailed = None, names: list[str] | None = None
+    ) -> tuple[MediaPeer, str]:
         index = self.home(room)
-        peer, answer = await self.backends[index].publish(offer_sdp, on_failed)
+        peer, answer = await self.backends[index].publish(offer_sdp, on_failed, names)
         publication = MediaPeer(index, peer)
         self.publications.add(publication)
         return publication, answer
 
-    async def subscribe(self, room: str, on_failed: OnFailed = None) -> tuple[MediaPeer, str]:
+    async def subscribe(
+        self, room: str, on_failed: OnFailed = None, on_quality: OnQuality = None
+    ) -> tuple[MediaPeer, str]:
         index = self.home(room)
         if self.load[index] >= self.max_subscribers_per_backend:
             index = self._least_loaded()
         self.load[index] += 1
         try:
-            peer, offer = await self.backends[index].subscribe(on_failed)
+            peer, offer = await self.backends[index].subscribe(on_failed, on_quality)
         except BaseException:
             self.load[index] -= 1
             raise

@@ -21,11 +21,11 @@ import secrets
 import struct
 from typing import Any
 
-from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack, nth_track
+from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
 
 log = logging.getLogger(__name__)
 
-RELAY_SSRC = {("audio", 0): 1, ("video", 0): 2, ("video", 1): 3}  # (kind, index) -> SSRC
+RELAY_SSRC = {"audio": 1, "video": 2, "screen": 3, "video_low": 4}  # track name -> SSRC on the relay
 _SR = struct.Struct("!cIQI")  # b"S", ssrc, ntp, rtp
 _KEYFRAME = struct.Struct("!cI")  # b"K", ssrc
 ANNOUNCE_INTERVAL_S = 1.0
@@ -59,16 +59,13 @@ class RelayEgress(asyncio.DatagramProtocol):
         return True
 
     def _start(self) -> None:
-        seen: dict[str, int] = {}
-        for up in self._source.tracks:
-            index = seen[up.kind] = seen.get(up.kind, -1) + 1
-            ssrc = RELAY_SSRC.get((up.kind, index))
-            if ssrc is None:
-                continue
+        for name, up in self._source.tracks.items():
             down = DownTrack(up.kind, self._stats)
-            down.configure(ssrc=ssrc, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send)
+            down.configure(
+                ssrc=RELAY_SSRC[name], payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=self._send
+            )
             down.source = up
-            self.downtracks[f"{up.kind}{index}"] = down
+            self.downtracks[name] = down
         self._send_hello()  # before the first packet: the ingress must know the epoch they belong to
         for down in self.downtracks.values():
             if down.source is not None:
@@ -77,8 +74,8 @@ class RelayEgress(asyncio.DatagramProtocol):
 
     def _send_hello(self) -> None:
         tracks = [
-            {"kind": d.kind, "mime": d.source.mime_type, "clock": d.source.clock_rate, "ssrc": d.ssrc}
-            for d in self.downtracks.values()
+            {"name": name, "kind": d.kind, "mime": d.source.mime_type, "clock": d.source.clock_rate, "ssrc": d.ssrc}
+            for name, d in self.downtracks.items()
             if d.source is not None
         ]
         self._send(b"H" + json.dumps({"epoch": self.epoch, "tracks": tracks}).encode())
@@ -120,7 +117,7 @@ class RelayIngress(asyncio.DatagramProtocol):
         self._egress: tuple[str, int] | None = None
         self._epoch: str | None = None
         self._by_ssrc: dict[int, UpTrack] = {}
-        self.tracks: list[UpTrack] = []
+        self.tracks: dict[str, UpTrack] = {}
         self.ready = asyncio.Event()  # set once the tracks are known
 
     @classmethod
@@ -134,15 +131,12 @@ class RelayIngress(asyncio.DatagramProtocol):
         return ingress, int(transport.get_extra_info("sockname")[1])
 
     def expect(self, tracks: list[dict[str, Any]]) -> None:
-        """Make the tracks before anything arrives (kind, mime, clock, ssrc, as announced):
+        """Make the tracks before anything arrives (name, kind, mime, clock, ssrc, as announced):
         subscribers attach now and start with the first keyframe of whatever comes."""
         self._announced(tracks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-
-    def track(self, kind: str, index: int = 0) -> UpTrack | None:
-        return nth_track(sorted(self.tracks, key=lambda t: t.ssrc or 0), kind, index)  # SSRCs keep the order
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if not data:
@@ -159,7 +153,7 @@ class RelayIngress(asyncio.DatagramProtocol):
         if data[:1] == b"H":
             hello = json.loads(data[1:])
             if self._epoch is not None and hello["epoch"] != self._epoch:
-                for up in self.tracks:
+                for up in self.tracks.values():
                     up.restart()  # another publication: its numbering starts over
             self._epoch = hello["epoch"]
             self._announced(hello["tracks"])
@@ -178,7 +172,7 @@ class RelayIngress(asyncio.DatagramProtocol):
             )
             up.ssrc = ssrc
             self._by_ssrc[ssrc] = up
-            self.tracks.append(up)
+            self.tracks[spec["name"]] = up
         self.ready.set()
 
     async def _ask_egress(self, ssrc: int) -> None:
@@ -186,7 +180,7 @@ class RelayIngress(asyncio.DatagramProtocol):
             self._transport.sendto(_KEYFRAME.pack(b"K", ssrc), self._egress)
 
     async def close(self) -> None:
-        for up in self.tracks:
+        for up in self.tracks.values():
             up.close()
         if self._transport is not None:
             self._transport.close()

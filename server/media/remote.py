@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .interfaces import OnFailed, PeerId
+from .interfaces import OnFailed, OnQuality, PeerId
 from .sfu import SdpError
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class WorkerClient:
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._on_failed: dict[str, OnFailed] = {}
+        self._on_quality: dict[str, OnQuality] = {}
         self.gone = False
         self.on_lost: Callable[[], object] = lambda: None  # the worker died (not stopped by us)
         self._listener = asyncio.get_running_loop().create_task(self._listen())
@@ -77,10 +78,15 @@ class WorkerClient:
         self.on_lost()
 
     def _receive(self, message: dict[str, Any]) -> None:
-        if "event" in message:
-            callback = self._on_failed.get(message["peer"])
-            if callback is not None:
-                callback()
+        if message.get("event") == "failed":
+            failed = self._on_failed.get(message["peer"])
+            if failed is not None:
+                failed()
+            return
+        if message.get("event") == "quality":
+            quality = self._on_quality.get(message["peer"])
+            if quality is not None:
+                quality(message["layer"], message["reason"])
             return
         future = self._pending.pop(message["id"], None)
         if future is None or future.done():
@@ -102,14 +108,17 @@ class WorkerClient:
         self._writer.write(json.dumps({"id": call_id, "op": op, "args": args}).encode() + b"\n")
         return await future
 
-    async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
-        result = await self._call("publish", offer_sdp=offer_sdp)
+    async def publish(
+        self, offer_sdp: str, on_failed: OnFailed = None, names: list[str] | None = None
+    ) -> tuple[PeerId, str]:
+        result = await self._call("publish", offer_sdp=offer_sdp, names=names)
         self._on_failed[result["peer"]] = on_failed
         return PeerId(result["peer"]), str(result["sdp"])
 
-    async def subscribe(self, on_failed: OnFailed = None) -> tuple[PeerId, str]:
+    async def subscribe(self, on_failed: OnFailed = None, on_quality: OnQuality = None) -> tuple[PeerId, str]:
         result = await self._call("subscribe")
         self._on_failed[result["peer"]] = on_failed
+        self._on_quality[result["peer"]] = on_quality
         return PeerId(result["peer"]), str(result["sdp"])
 
     async def accept_answer(self, subscription: PeerId, sdp: str) -> None:
@@ -130,6 +139,7 @@ class WorkerClient:
 
     async def close(self, peer: PeerId) -> None:
         self._on_failed.pop(peer, None)
+        self._on_quality.pop(peer, None)
         await self._call("close", peer=peer)
 
     async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:

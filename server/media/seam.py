@@ -59,14 +59,24 @@ class IdleTrack(MediaStreamTrack):
             self._never.cancel()
 
 
-def tap_receiver(receiver: RTCRtpReceiver, uptrack: UpTrack) -> None:
-    """Route the receiver's RTP to ``uptrack`` before its jitter buffer and decoder."""
+def bandwidth_estimator(receiver: RTCRtpReceiver) -> Any | None:
+    """The receiver's REMB estimator (video receivers have one)."""
+    return getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator")  # noqa: B009 (name-mangled)
+
+
+def tap_receiver(receiver: RTCRtpReceiver, uptrack: UpTrack, estimator: Any | None = None) -> None:
+    """Route the receiver's RTP to ``uptrack`` before its jitter buffer and decoder.
+
+    ``estimator``: the publisher's one REMB estimator for all its video receivers. A REMB is the
+    sender's whole budget, so one estimator per receiver would cap a publisher sending two
+    video tracks (camera layers, a shared screen) at what its smallest track brings in.
+    """
     private = "_RTCRtpReceiver__"
     codecs: dict[int, Any] = getattr(receiver, private + "codecs")  # filled in by receive()
     rtx_ssrc: dict[int, int] = getattr(receiver, private + "rtx_ssrc")
     streams: dict[int, Any] = getattr(receiver, private + "remote_streams")
     nack_generator = getattr(receiver, private + "nack_generator")
-    estimator = getattr(receiver, private + "remote_bitrate_estimator")
+    estimator = estimator or bandwidth_estimator(receiver)
     statistics = aiortc_receiver.StreamStatistics
 
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -197,16 +207,23 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
                     return
                 if downtrack.ssrc in ssrcs:
                     downtrack.bitrate_estimate = bitrate
+                    _fed_back(downtrack)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             downtrack.on_nack(packet.lost)
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == downtrack.ssrc:
                     downtrack.fraction_lost = report.fraction_lost
+                    _fed_back(downtrack)
 
     sender.send = send  # type: ignore[method-assign]
     sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def _fed_back(downtrack: DownTrack) -> None:
+    if downtrack.on_feedback is not None:
+        downtrack.on_feedback()
 
 
 MAX_SOCKET_BACKLOG = 256 * 1024  # bytes queued in a subscriber's socket before we drop

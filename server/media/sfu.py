@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,18 +21,34 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpS
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from .forwarder import DownTrack, ForwardingStats, UpTrack, nth_track
+from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .hls import hls_writer
-from .interfaces import OnFailed, PeerId
+from .interfaces import OnFailed, OnQuality, PeerId
+from .layers import HIGH, LOW, STILL, LayerChoice
 from .recorder import Recorder, record_track
 from .relay import RELAY_SSRC, RelayEgress, RelayIngress
-from .seam import IdleTrack, count_decoded_frames, negotiated_codec, send_pli, tap_receiver, tap_sender
+from .seam import (
+    IdleTrack,
+    bandwidth_estimator,
+    count_decoded_frames,
+    negotiated_codec,
+    send_pli,
+    tap_receiver,
+    tap_sender,
+)
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, Kind] = ("audio", "video")
 Role = Literal["teacher", "stage"]
+
+
+# A publication's tracks by name: the microphone, the camera, the camera's low layer (sent a second
+# time, smaller and cheaper, for weak links) and the shared screen. A publish may name its m-lines
+# (`tracks`); unnamed, they are the audio, then the camera, then the screen.
+TRACK_NAMES = ("audio", "video", "video_low", "screen")
+UNNAMED = {"audio": ("audio",), "video": ("video", "screen")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +58,19 @@ class Slot:
     name: str
     kind: Kind
     role: Role  # the teacher's broadcast, or the student on stage
-    index: int  # the index-th track of that kind in the source (the teacher's 2nd video: the screen)
+    track: str  # the source's track (the teacher's camera slot may carry its low layer instead)
 
 
 # A subscriber's tracks, in m-line order (the `offer` message names them in `slots`).
 SLOTS = (
-    Slot("audio", "audio", "teacher", 0),
-    Slot("video", "video", "teacher", 0),
-    Slot("screen", "video", "teacher", 1),
-    Slot("stage_audio", "audio", "stage", 0),
-    Slot("stage_video", "video", "stage", 0),
+    Slot("audio", "audio", "teacher", "audio"),
+    Slot("video", "video", "teacher", "video"),
+    Slot("screen", "video", "teacher", "screen"),
+    Slot("stage_audio", "audio", "stage", "audio"),
+    Slot("stage_video", "video", "stage", "video"),
 )
+CAMERA = SLOTS[1]  # the slot whose layer follows the student's link
+STILL_KEYFRAME_S = 3.0  # a student on still pictures gets a new one this often
 
 
 T = TypeVar("T")
@@ -62,7 +81,7 @@ REMUX_KEYFRAME_S = 2.0  # HLS segment length when the teacher's own H.264 is rem
 class Source(Protocol):
     """What a subscription takes media from: a publication, or a relayed copy of one."""
 
-    def track(self, kind: Kind, index: int = 0) -> UpTrack | None: ...
+    tracks: dict[str, UpTrack]
 
 
 class SdpError(ValueError):
@@ -102,18 +121,14 @@ class Peer:
 
 
 class Publication(Peer):
-    """A publisher's peer connection and its tracks, each an ``UpTrack``."""
+    """A publisher's peer connection and its tracks (``UpTrack``s) by name."""
 
     def __init__(self, pc: RTCPeerConnection, on_failed: Callable[[], None] | None) -> None:
         super().__init__(pc, on_failed)
-        self.tracks: list[UpTrack] = []
-
-    def track(self, kind: Kind, index: int = 0) -> UpTrack | None:
-        """The index-th track of a kind: 0 the camera or microphone, video 1 the shared screen."""
-        return nth_track(self.tracks, kind, index)
+        self.tracks: dict[str, UpTrack] = {}
 
     async def close(self) -> None:
-        for track in self.tracks:
+        for track in self.tracks.values():
             track.close()
         await super().close()
 
@@ -122,10 +137,16 @@ class Subscription(Peer):
     """A subscriber's peer connection: a ``DownTrack`` per slot, fed by the teacher's publication
     and the on-stage student's."""
 
-    def __init__(self, pc: RTCPeerConnection, stats: ForwardingStats, on_failed: Callable[[], None] | None) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, stats: ForwardingStats, on_failed: OnFailed, on_quality: OnQuality
+    ) -> None:
         super().__init__(pc, on_failed)
         self.downtracks: dict[Slot, DownTrack] = {slot: DownTrack(slot.kind, stats) for slot in SLOTS}
         self.sources: dict[Role, Source | None] = {"teacher": None, "stage": None}
+        self.layers = LayerChoice()
+        self._on_quality = on_quality
+        self._stills: asyncio.Task[None] | None = None
+        self.downtracks[CAMERA].on_feedback = self._feedback
 
     async def accept_answer(self, sdp: str) -> None:
         if self.pc.signalingState != "have-local-offer":
@@ -158,11 +179,51 @@ class Subscription(Peer):
             if not down.ready:
                 continue
             source = self.sources[slot.role]
-            up = source.track(slot.kind, slot.index) if source is not None else None
+            up = self._track(slot, source) if source is not None else None
             if up is not None and down.source is not up:
-                up.add(down)
+                up.adopt(down)  # at once when idle, else at the new track's next keyframe
+        self.downtracks[CAMERA].keyframes_only = self.layers.layer == STILL
+
+    def _track(self, slot: Slot, source: Source) -> UpTrack | None:
+        if slot is CAMERA and self.layers.layer != HIGH:
+            return source.tracks.get("video_low") or source.tracks.get("video")
+        return source.tracks.get(slot.track)
+
+    def _feedback(self) -> None:
+        """The student's browser reported on the camera slot: perhaps another layer suits its link."""
+        source, camera = self.sources["teacher"], self.downtracks[CAMERA]
+        if source is None or "video" not in source.tracks:
+            return
+        now = time.monotonic()
+        for name, layer in (("video", HIGH), ("video_low", LOW)):
+            if name in source.tracks:
+                self.layers.count(layer, source.tracks[name].bytes_in, now)
+        offered = (HIGH, LOW, STILL) if "video_low" in source.tracks else (HIGH, STILL)
+        if self.layers.update(camera.fraction_lost / 256, camera.bitrate_estimate, offered, now):
+            log.info("subscriber %s: %s (%s)", id(self), self.layers.layer, self.layers.reason)
+            self._link()
+            self._keep_stills_coming()
+            if self._on_quality is not None:
+                self._on_quality(self.layers.layer, self.layers.reason)
+
+    def _keep_stills_coming(self) -> None:
+        """On still pictures, ask for a keyframe every few seconds (requests are coalesced across students)."""
+        if self.layers.layer == STILL and self._stills is None:
+            self._stills = asyncio.ensure_future(self._ask_for_stills())
+        elif self.layers.layer != STILL and self._stills is not None:
+            self._stills.cancel()
+            self._stills = None
+
+    async def _ask_for_stills(self) -> None:
+        while True:
+            camera = self.downtracks[CAMERA]
+            if camera.source is not None:
+                camera.source.request_keyframe()
+            await asyncio.sleep(STILL_KEYFRAME_S)
 
     async def close(self) -> None:
+        if self._stills is not None:
+            self._stills.cancel()
         self.detach()
         await super().close()
 
@@ -208,21 +269,28 @@ class Sfu:
         # One transport for every track: a subscription carries several of each kind.
         return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
-    async def publish(self, offer_sdp: str, on_failed: OnFailed = None) -> tuple[PeerId, str]:
-        """Answer a publisher's offer; its tracks become ``UpTrack``s."""
+    async def publish(
+        self, offer_sdp: str, on_failed: OnFailed = None, names: list[str] | None = None
+    ) -> tuple[PeerId, str]:
+        """Answer a publisher's offer; its tracks become ``UpTrack``s, named by ``names`` (one per
+        m-line, from ``TRACK_NAMES``) or by their order."""
         pc = self._peer_connection()
         publication = Publication(pc, on_failed)
         try:
+            media: list[str] = [m.kind for m in sdp.SessionDescription.parse(offer_sdp).media if m.kind in KINDS]
+            track_names = _track_names(media, names)
             # One transceiver per offered m-line, made before negotiation so our codec choice holds.
-            for media in sdp.SessionDescription.parse(offer_sdp).media:
-                if media.kind in KINDS:
-                    pc.addTransceiver(media.kind, direction="recvonly").setCodecPreferences(self._codecs[media.kind])
+            for kind in media:
+                pc.addTransceiver(kind, direction="recvonly").setCodecPreferences(self._codecs[cast(Kind, kind)])
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            for transceiver in pc.getTransceivers():
+            estimator = None  # one for every video track (see ``tap_receiver``)
+            for transceiver, name in zip(pc.getTransceivers(), track_names, strict=True):
                 receiver = transceiver.receiver
                 codec = negotiated_codec(transceiver)
-                if receiver.track is None or codec is None:
+                if receiver.track is None or codec is None or name is None:
                     continue
+                if transceiver.kind == "video":
+                    estimator = estimator or bandwidth_estimator(receiver)
                 up = UpTrack(
                     transceiver.kind,
                     codec.mimeType,
@@ -231,8 +299,8 @@ class Sfu:
                     partial(send_pli, receiver),
                     self.keyframe_interval_s,
                 )
-                tap_receiver(receiver, up)
-                publication.tracks.append(up)
+                tap_receiver(receiver, up, estimator if transceiver.kind == "video" else None)
+                publication.tracks[name] = up
             if not publication.tracks:
                 raise SdpError("The offer sends no audio or video we can receive (Opus, VP8/H.264)")
             await pc.setLocalDescription(await pc.createAnswer())
@@ -244,10 +312,11 @@ class Sfu:
             raise SdpError(f"The offer could not be used: {exc}") from exc
         return self._add(publication), pc.localDescription.sdp
 
-    async def subscribe(self, on_failed: OnFailed = None) -> tuple[PeerId, str]:
-        """A subscriber's connection with one audio and one video track; returns its offer."""
+    async def subscribe(self, on_failed: OnFailed = None, on_quality: OnQuality = None) -> tuple[PeerId, str]:
+        """A subscriber's connection, a track per slot; returns its offer. ``on_quality(layer,
+        reason)`` hears when the camera's layer changes for this subscriber's link."""
         pc = self._peer_connection()
-        subscription = Subscription(pc, self.stats, on_failed)
+        subscription = Subscription(pc, self.stats, on_failed, on_quality)
         for slot in SLOTS:
             transceiver = pc.addTransceiver(IdleTrack(slot.kind), direction="sendonly")
             transceiver.setCodecPreferences(self._codecs[slot.kind])
@@ -282,7 +351,7 @@ class Sfu:
 
     async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
         """Stop (or resume) forwarding a publication's tracks of ``kind``: a teacher mutes a student."""
-        for up in self._get(publication, Publication).tracks:
+        for up in self._get(publication, Publication).tracks.values():
             if up.kind == kind:
                 up.muted = muted
 
@@ -291,13 +360,14 @@ class Sfu:
         (this server's codecs) from the start: subscribers attach before any egress feeds it."""
         ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s, host)
         if standing:
-            codecs: dict[str, RTCRtpCodecCapability] = {kind: self._codecs[kind][0] for kind in KINDS}
-            ingress.expect(
-                [
-                    {"kind": kind, "mime": codecs[kind].mimeType, "clock": codecs[kind].clockRate, "ssrc": ssrc}
-                    for (kind, _), ssrc in RELAY_SSRC.items()
-                ]
-            )
+            tracks = []
+            for name, ssrc in RELAY_SSRC.items():
+                kind: Kind = "audio" if name == "audio" else "video"
+                codec = self._codecs[kind][0]
+                tracks.append(
+                    {"name": name, "kind": kind, "mime": codec.mimeType, "clock": codec.clockRate, "ssrc": ssrc}
+                )
+            ingress.expect(tracks)
         return self._add(ingress), port
 
     async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
@@ -310,9 +380,9 @@ class Sfu:
         source = self._get(publication, Publication)
         await self.stop_recording(publication)
         lesson = Recorder(Path(path), self._recording_failed)
-        for up in (source.track("audio"), source.track("video")):  # the camera and microphone
+        for up in (source.tracks.get("audio"), source.tracks.get("video")):  # the camera and microphone
             _record(lesson, up)
-        screen_track, screen = source.track("video", 1), None
+        screen_track, screen = source.tracks.get("screen"), None
         if screen_track is not None:  # a shared screen: its own file beside the lesson's
             screen = Recorder(screen_path(Path(path)), self._recording_failed)
             _record(screen, screen_track)
@@ -345,7 +415,7 @@ class Sfu:
     async def start_hls(self, publication: PeerId, playlist: str) -> None:
         """Write ``publication`` (camera and microphone) as a live HLS playlist at ``playlist``."""
         source = self._get(publication, Publication)
-        video, audio = source.track("video"), source.track("audio")
+        video, audio = source.tracks.get("video"), source.tracks.get("audio")
         if video is None:
             raise LookupError("The broadcast has no video to stream")
         await self.stop_hls(publication)
@@ -369,7 +439,7 @@ class Sfu:
         source = self._peers.get(publication)
         if isinstance(source, Publication):
             taps = {id(tap) for recorder in recorders if recorder is not None for tap in recorder.taps}
-            for up in source.tracks:
+            for up in source.tracks.values():
                 up.taps = [tap for tap in up.taps if id(tap) not in taps]
 
     async def close(self, peer: PeerId) -> None:
@@ -397,6 +467,26 @@ async def _ask_keyframes(up: UpTrack, every: float | None) -> None:
     while every is not None:
         await asyncio.sleep(every)
         up.request_keyframe()
+
+
+def _track_names(kinds: list[str], names: list[str] | None) -> list[str | None]:
+    """The name of each offered m-line (None: one we do not take, like a third unnamed video)."""
+    if names is None:
+        counts: dict[str, int] = {}
+        unnamed: list[str | None] = []
+        for kind in kinds:
+            index = counts[kind] = counts.get(kind, -1) + 1
+            choices = UNNAMED[kind]
+            unnamed.append(choices[index] if index < len(choices) else None)
+        return unnamed
+    if len(names) != len(kinds):
+        raise SdpError(f"Expected {len(kinds)} track names (one per m-line), but got {len(names)}")
+    for kind, name in zip(kinds, names, strict=True):
+        if name not in TRACK_NAMES or (name == "audio") != (kind == "audio"):
+            raise SdpError(f"Track name {name!r} does not fit a {kind} m-line; expected one of {TRACK_NAMES}")
+    if len(set(names)) != len(names):
+        raise SdpError(f"Each track name may appear once, but got {names}")
+    return list(names)
 
 
 def screen_path(lesson: Path) -> Path:

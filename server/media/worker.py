@@ -70,6 +70,10 @@ class WorkerServer:
         if op in ("publish", "subscribe"):
             box: list[PeerId] = []
             args["on_failed"] = lambda: box and emit({"event": "failed", "peer": box[0]})
+            if op == "subscribe":
+                args["on_quality"] = lambda layer, reason: (
+                    box and emit({"event": "quality", "peer": box[0], "layer": layer, "reason": reason})
+                )
             peer, sdp = await getattr(self._sfu, op)(**args)
             box.append(peer)
             return {"peer": peer, "sdp": sdp}

@@ -11,6 +11,14 @@ class BroadcastChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Quality:
+    """Which layer of the teacher's camera this member's link gets now ("high", "low", "still"), and why."""
+
+    layer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Presence:
     students: int
 
@@ -108,6 +116,7 @@ class Moved:
 
 Event = (
     BroadcastChanged
+    | Quality
     | Presence
     | ChatMessage
     | HandsChanged

@@ -272,7 +272,7 @@ class Room:
             return ev.StageChanged(None, None)
         return ev.StageChanged(member.participant_id, member.name, self.stage_muted)
 
-    async def publish_stage(self, member: Member, offer_sdp: str) -> str:
+    async def publish_stage(self, member: Member, offer_sdp: str, tracks: list[str] | None = None) -> str:
         """The invited student's camera and microphone, to every other participant."""
         if member.participant_id != self.invited:
             raise ClassroomError("forbidden", "A student may publish only when the teacher invites them on stage")
@@ -280,7 +280,7 @@ class Room:
         def on_failed() -> None:
             asyncio.ensure_future(self.end_turn())
 
-        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed=on_failed)
+        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed, tracks)
         old, self.stage, self.stage_muted = self.stage, publication, False
         others = [s for pid, s in self.subscriptions.items() if pid != member.participant_id]
         await asyncio.gather(*(self._media.attach(s, publication, "stage") for s in others))
@@ -329,13 +329,14 @@ class Room:
 
     # Teacher's broadcast ------------------------------------------------------------------------
 
-    async def publish(self, member: Member, offer_sdp: str) -> str:
-        """Start (or restart) the broadcast from ``member``'s offer; returns the answer."""
+    async def publish(self, member: Member, offer_sdp: str, tracks: list[str] | None = None) -> str:
+        """Start (or restart) the broadcast from ``member``'s offer (its m-lines named by
+        ``tracks``); returns the answer."""
 
         def on_failed() -> None:
             asyncio.ensure_future(self._publication_failed(member))
 
-        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed=on_failed)
+        publication, answer = await self._media.publish(self.name, offer_sdp, on_failed, tracks)
         old = self.publication
         self.publication, self.publisher_id = publication, member.participant_id
         await self._attach_all(publication)
@@ -407,7 +408,7 @@ class Room:
         old = self.subscriptions.pop(member.participant_id, None)
         if old is not None:
             await self._media.close(old)
-        subscription, offer = await self._media.subscribe(self.name)
+        subscription, offer = await self._media.subscribe(self.name, on_quality=quality_teller(member))
         self.subscriptions[member.participant_id] = subscription
         if member.participant_id != self.publisher_id:
             await self._media.attach(subscription, self.publication)
@@ -505,6 +506,11 @@ class Room:
             await self.leave(member)
         await self.edges.close()
         await self.stream.close()
+
+
+def quality_teller(member: Member) -> Callable[[str, str], None]:
+    """Tells ``member`` which layer of the teacher's camera its link gets, when that changes."""
+    return lambda layer, reason: member.deliver(ev.Quality(layer, reason))
 
 
 class Rooms:

@@ -78,6 +78,9 @@ class Join(_Message):
 class Publish(_Message):
     type: Literal["publish"]
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
+    # what each audio/video m-line carries: "audio", "video", "video_low" (the camera again, smaller:
+    # the layer weak links get), "screen"; without it: the audio, the camera, then the screen
+    tracks: list[Literal["audio", "video", "video_low", "screen"]] | None = Field(default=None, max_length=4)
 
 
 class Subscribe(_Message):
@@ -341,6 +344,12 @@ class PublishAnswer(_Message):
 class Broadcast(_Message):
     type: Literal["broadcast"] = "broadcast"
     live: bool
+
+
+class Quality(_Message):
+    type: Literal["quality"] = "quality"
+    layer: Literal["high", "low", "still"]  # still: audio, and a picture every few seconds
+    reason: str
 
 
 class Presence(_Message):

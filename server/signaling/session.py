@@ -37,6 +37,8 @@ def _as_message(event: ev.Event) -> p.ServerMessage:
     match event:
         case ev.BroadcastChanged(live):
             return p.Broadcast(live=live)
+        case ev.Quality(layer, reason):
+            return p.Quality.model_validate({"layer": layer, "reason": reason})
         case ev.Presence(students):
             return p.Presence(students=students)
         case ev.ChatMessage(sender_id, name, role, text, at):
@@ -286,7 +288,7 @@ class Session:
             if isinstance(message, p.Publish):
                 if self.role is not Role.STUDENT:  # a student publishes on stage, when invited
                     self._require(PUBLISHERS, "publish")
-                self.send(p.PublishAnswer(sdp=await room.publish(message.sdp)))
+                self.send(p.PublishAnswer(sdp=await room.publish(message.sdp, list(message.tracks) if message.tracks else None)))
             elif isinstance(message, p.Unpublish):
                 await room.unpublish()
             elif isinstance(message, p.Subscribe):

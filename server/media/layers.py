@@ -1,0 +1,74 @@
+"""Which layer of the teacher's camera one student gets, from what that student's browser reports.
+
+The teacher sends the camera twice (``video`` and a smaller, cheaper ``video_low``); below the low
+layer a student gets ``still`` pictures: only the low layer's keyframes, a few seconds apart, with
+the audio intact. Receiver reports say how much of what we sent was lost; a REMB, when the browser
+sends one, says what it thinks the link carries.
+
+- A report losing more than ``LOSS_DOWN`` steps down one layer at once (once the previous change
+  has settled: reports just after it still describe the old layer).
+- A link clean (loss under ``LOSS_CLEAR``) for ``UPGRADE_AFTER_S`` steps up one layer, if the
+  estimate (when there is one) leaves headroom for it; an upgrade that fails soon doubles the wait.
+The estimate only holds an upgrade back; loss, which is what a too-narrow link produces, steps down.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+HIGH, LOW, STILL = "high", "low", "still"
+LOSS_DOWN = 0.10
+LOSS_CLEAR = 0.02
+SETTLE_S = 1.5
+UPGRADE_AFTER_S = 8.0
+UPGRADE_TRIAL_S = 10.0  # stepping down this soon after stepping up: the upgrade failed
+UPGRADE_WAIT_MAX_S = 60.0
+HEADROOM = 1.3  # an upgrade needs an estimate this much above the layer's bitrate
+
+
+@dataclass
+class LayerChoice:
+    layer: str = HIGH
+    reason: str = "start"
+    changed_at: float = -math.inf
+    clean_since: float | None = None
+    wait_s: float = UPGRADE_AFTER_S
+    upgraded_at: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)  # bits/s each layer brought in lately
+    _counted: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def count(self, layer: str, bytes_in: int, now: float) -> None:
+        """A layer's byte counter now, for its bitrate."""
+        previous = self._counted.get(layer)
+        self._counted[layer] = (bytes_in, now)
+        if previous is not None and now - previous[1] >= 0.5:
+            self.rates[layer] = (bytes_in - previous[0]) * 8 / (now - previous[1])
+
+    def update(self, loss: float, estimate: int | None, layers: tuple[str, ...], now: float) -> bool:
+        """A receiver report (``loss`` 0..1) or an estimate came; True when the layer changed.
+        ``layers``: what the source offers now, best first."""
+        if self.layer not in layers:
+            return self._change(layers[0], "layers changed", now)
+        index = layers.index(self.layer)
+        settled = now - self.changed_at >= SETTLE_S
+        if self.upgraded_at is not None and now - self.upgraded_at > UPGRADE_TRIAL_S:
+            self.upgraded_at, self.wait_s = None, UPGRADE_AFTER_S  # the last upgrade held
+        if loss > LOSS_DOWN and settled and index + 1 < len(layers):
+            if self.upgraded_at is not None:
+                self.wait_s = min(self.wait_s * 2, UPGRADE_WAIT_MAX_S)
+            return self._change(layers[index + 1], f"loss {loss:.0%}", now)
+        self.clean_since = (self.clean_since or now) if loss < LOSS_CLEAR else None
+        if index == 0 or not settled or self.clean_since is None or now - self.clean_since < self.wait_s:
+            return False
+        better = layers[index - 1]
+        need = self.rates.get(better)
+        if estimate is not None and need is not None and estimate < need * HEADROOM:
+            return False
+        changed = self._change(better, "link recovered", now)
+        self.upgraded_at = now
+        return changed
+
+    def _change(self, layer: str, reason: str, now: float) -> bool:
+        self.layer, self.reason, self.changed_at, self.clean_since = layer, reason, now, None
+        return True
