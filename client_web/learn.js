@@ -68,6 +68,7 @@ const overlayText = $("waiting-text");
 const unmuteBtn = $("unmute");
 const badge = $("recorded-badge");
 const note = $("recorded-note");
+const qualityNote = $("quality-note");
 const roomEl = $("room");
 const nameEl = $("name");
 const lessonEl = $("lesson");
@@ -108,6 +109,8 @@ const page = {
   graceUntil: -Infinity, // joined while live: no freeze before this time
   pc: null, // the subscribe connection
   hls: null, // the playlist this viewer watches instead (joined.hls)
+  layer: "high", // the teacher's camera as our link gets it (`quality`): high, low, or still pictures
+  layerReason: null,
   hlsFrames: 0, // the HLS video element's own frame count, last seen
   slots: null, // the offer's slots
   trickle: null,
@@ -209,6 +212,8 @@ function stats() {
     live: page.live,
     media: page.media,
     hls: page.hls ? { url: page.hls, latency: hlsPlayer.latency(), errors: hlsPlayer.errors } : null,
+    layer: page.layer,
+    layerReason: page.layerReason,
     // What plays now: the live video's decoder, or the recording's frames.
     framesDecoded: recorded ? recordedFrames() : page.framesDecoded,
     bytesReceived: page.bytesReceived,
@@ -331,6 +336,12 @@ const NOTE_TEXT = {
   frozen: "直播画面中断，先播放录播课 The live video stalled — playing the recorded lesson meanwhile",
 };
 
+// What the page says when the server sends this student a lower layer of the teacher's camera.
+const QUALITY_TEXT = {
+  low: "网络较慢，已切换为流畅画质 Slow network — lower video quality",
+  still: "网络很差，保留声音，画面每几秒更新 Poor network — sound continues, the picture updates every few seconds",
+};
+
 const ENDED_TEXT = {
   removed: "您已被老师移出本节课 You were removed from this lesson",
   lesson_ended: "本节课已结束 The lesson has ended",
@@ -365,6 +376,9 @@ function render() {
   }
   note.hidden = !noteText;
   if (note.textContent !== noteText) note.textContent = noteText;
+  const qualityText = src === "live" ? QUALITY_TEXT[page.layer] || "" : "";
+  qualityNote.hidden = !qualityText;
+  if (qualityNote.textContent !== qualityText) qualityNote.textContent = qualityText;
   document.body.dataset.source = src;
 
   unmuteBtn.hidden = !(page.autoplayBlocked && (shown().muted || (!!page.stage && stageVideo.muted)));
@@ -717,6 +731,12 @@ function onMessage(msg) {
     case "broadcast":
       setLive(!!msg.live);
       syncHls();
+      break;
+    case "quality":
+      page.layer = msg.layer;
+      page.layerReason = msg.reason;
+      console.info(`skyclass: video layer ${msg.layer} (${msg.reason})`);
+      render();
       break;
     case "ice":
       if (msg.target === "subscribe" && page.pc && msg.candidate) {

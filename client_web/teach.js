@@ -250,15 +250,25 @@ async function openCamera() {
 
 // --- publishing ----------------------------------------------------------------------------
 
-/** What the broadcast sends, in m-line order: microphone, camera, and the screen when shared. */
+// The camera goes out twice: as it is, and as a small cheap layer that students on weak links get
+// (the server chooses per student from their receiver reports).
+const LOW_LAYER = { scaleResolutionDownBy: 2, maxBitrate: 150_000, maxFramerate: 15 };
+
+/**
+ * What the broadcast sends, in m-line order: microphone, camera, the camera's low layer, and the
+ * screen when shared; `name` is what the publish message calls each (`tracks`).
+ */
 function broadcastTracks() {
   const out = [];
   const mic = page.stream.getAudioTracks()[0];
   const camera = page.stream.getVideoTracks()[0];
-  if (mic) out.push({ track: mic, stream: page.stream, role: "mic" });
-  if (camera) out.push({ track: camera, stream: page.stream, role: "camera" });
+  if (mic) out.push({ track: mic, stream: page.stream, role: "mic", name: "audio" });
+  if (camera) {
+    out.push({ track: camera, stream: page.stream, role: "camera", name: "video" });
+    out.push({ track: camera, stream: page.stream, role: "camera_low", name: "video_low", encoding: LOW_LAYER });
+  }
   const screen = page.screen && page.screen.getVideoTracks()[0];
-  if (screen && screen.readyState === "live") out.push({ track: screen, stream: page.screen, role: "screen" });
+  if (screen && screen.readyState === "live") out.push({ track: screen, stream: page.screen, role: "screen", name: "screen" });
   return out;
 }
 
@@ -307,8 +317,11 @@ async function openPublication() {
   });
   page.cameraSender = null;
   page.screenSender = null;
-  for (const { track, stream, role } of broadcastTracks()) {
-    const { sender } = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  const sent = broadcastTracks();
+  for (const { track, stream, role, encoding } of sent) {
+    const init = { direction: "sendonly", streams: [stream] };
+    if (encoding) init.sendEncodings = [encoding];
+    const { sender } = pc.addTransceiver(track, init);
     if (role === "camera") page.cameraSender = sender;
     if (role === "screen") page.screenSender = sender;
   }
@@ -317,7 +330,8 @@ async function openPublication() {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     if (page.pc !== pc) return; // stopped meanwhile
-    if (!page.signaling.send({ type: "publish", sdp: pc.localDescription.sdp })) throw new Error("not connected");
+    const publish = { type: "publish", sdp: pc.localDescription.sdp, tracks: sent.map((t) => t.name) };
+    if (!page.signaling.send(publish)) throw new Error("not connected");
     page.trickle.ready();
   } catch (e) {
     if (page.pc !== pc) return;
@@ -375,10 +389,11 @@ function publishRefused() {
   page.republishWanted = false;
   page.media = old.connectionState;
   if (refused) refused.close();
-  // The old publication is the one before the change: it carries the screen when it has three tracks.
+  // The old publication is the one before the change: it may or may not carry the screen.
   const senders = old.getSenders().filter((s) => s.track && s.track.kind === "video");
-  page.cameraSender = senders[0] || null;
-  page.screenSender = senders[1] || null;
+  const screenTrack = page.screen && page.screen.getVideoTracks()[0];
+  page.cameraSender = senders.find((s) => s.track !== screenTrack) || null;
+  page.screenSender = senders.find((s) => screenTrack && s.track === screenTrack) || null;
   if (!page.screenSender) releaseScreen();
   render();
 }

@@ -92,11 +92,12 @@ def peer() -> RTCPeerConnection:
 
 
 async def publish(
-    client: SignalingClient, *tracks: MediaStreamTrack, video_codec: str | None = None
+    client: SignalingClient, *tracks: MediaStreamTrack, video_codec: str | None = None, names: list[str] | None = None
 ) -> RTCPeerConnection:
     """Send ``tracks`` as the room's broadcast; returns the publishing peer connection.
 
-    ``video_codec`` ("H264", "VP8") restricts the offer, for tracks that carry encoded packets.
+    ``video_codec`` ("H264", "VP8") restricts the offer, for tracks that carry encoded packets;
+    ``names`` says what each track is ("audio", "video", "video_low", "screen"; by default their order does).
     """
     pc = peer()
     for track in tracks:
@@ -105,7 +106,10 @@ async def publish(
             codecs = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences([c for c in codecs if c.mimeType == f"video/{video_codec}"][:1])
     await pc.setLocalDescription(await pc.createOffer())
-    await client.send({"type": "publish", "sdp": pc.localDescription.sdp})
+    message = {"type": "publish", "sdp": pc.localDescription.sdp}
+    if names is not None:
+        message["tracks"] = names
+    await client.send(message)
     answer = await client.expect("answer", timeout=30)
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     return pc

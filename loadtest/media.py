@@ -29,26 +29,40 @@ class EncodedClip:
     duration: int  # in time_base units
 
 
-def _frame(index: int, rng: np.random.Generator) -> np.ndarray:
+@dataclass(frozen=True)
+class Shape:
+    """A clip's picture size, bitrate and keyframe spacing."""
+
+    width: int = WIDTH
+    height: int = HEIGHT
+    bitrate: int = VIDEO_BITRATE
+    gop_s: int = GOP_SECONDS
+    noise: int = 48  # grain on the picture: the encoder spends its bitrate on it
+
+
+# The camera's low layer as the teacher page sends it (half size, ~150 kbit/s), keyframes every second.
+LOW_LAYER = Shape(WIDTH // 2, HEIGHT // 2, 150_000, 1, noise=4)
+
+
+def _frame(index: int, rng: np.random.Generator, width: int, height: int, noise: int) -> np.ndarray:
     """Moving texture with some noise: enough detail that the encoder spends its bitrate."""
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.empty((height, width, 3), np.uint8)
     image[..., 0] = (x + index * 4) % 256
     image[..., 1] = (y * 2 + index * 3) % 256
     image[..., 2] = ((x // 16 + y // 16 + index) % 2) * 200
-    noise = rng.integers(0, 48, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    return image + noise  # wraps, which is fine for texture
+    return image + rng.integers(0, noise, (height, width, 3), dtype=np.uint8)  # wraps: fine for texture
 
 
-def encode_video(codec: str = "h264") -> EncodedClip:
+def encode_video(codec: str = "h264", shape: Shape = Shape()) -> EncodedClip:
     name = {"h264": "libx264", "vp8": "libvpx"}[codec]
     encoder = av.CodecContext.create(name, "w")
-    encoder.width, encoder.height = WIDTH, HEIGHT
+    encoder.width, encoder.height = shape.width, shape.height
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = fractions.Fraction(1, FPS)
     encoder.framerate = fractions.Fraction(FPS, 1)
-    encoder.bit_rate = VIDEO_BITRATE
-    encoder.gop_size = FPS * GOP_SECONDS
+    encoder.bit_rate = shape.bitrate
+    encoder.gop_size = FPS * shape.gop_s
     encoder.max_b_frames = 0
     if codec == "h264":
         encoder.profile = "Baseline"
@@ -57,14 +71,17 @@ def encode_video(codec: str = "h264") -> EncodedClip:
             "tune": "zerolatency",
             "level": "31",
             "nal-hrd": "cbr",
-            "maxrate": str(VIDEO_BITRATE),
-            "bufsize": str(VIDEO_BITRATE // 2),
+            "maxrate": str(shape.bitrate),
+            "bufsize": str(shape.bitrate // 2),
         }
     else:
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     rng = np.random.default_rng(7)
     packets: list[tuple[bytes, int]] = []
-    frames = [av.VideoFrame.from_ndarray(_frame(i, rng), format="rgb24") for i in range(FPS * CLIP_SECONDS)]
+    frames = [
+        av.VideoFrame.from_ndarray(_frame(i, rng, shape.width, shape.height, shape.noise), format="rgb24")
+        for i in range(FPS * CLIP_SECONDS)
+    ]
     for i, frame in enumerate(frames):
         frame = frame.reformat(format="yuv420p")
         frame.pts, frame.time_base = i, encoder.time_base
@@ -90,16 +107,19 @@ def encode_audio() -> EncodedClip:
     return EncodedClip(packets, encoder.time_base, total)
 
 
-def cached_clip(kind: str, codec: str = "h264", directory: Path | None = None) -> EncodedClip:
+def cached_clip(kind: str, codec: str = "h264", directory: Path | None = None, shape: Shape = Shape()) -> EncodedClip:
     """Encode once per machine; the clip is the same every run (fixed seed)."""
     import pickle
 
     directory = directory or Path.home() / ".cache" / "skyclass"
-    path = directory / f"clip-{kind}-{codec}-{WIDTH}x{HEIGHT}-{FPS}.pickle"
+    size = f"{shape.width}x{shape.height}-{FPS}" + (
+        "" if shape == Shape() else f"-{shape.bitrate}-{shape.gop_s}-{shape.noise}"
+    )
+    path = directory / f"clip-{kind}-{codec}-{size}.pickle"
     if path.exists():
         clip: EncodedClip = pickle.loads(path.read_bytes())
         return clip
-    clip = encode_audio() if kind == "audio" else encode_video(codec)
+    clip = encode_audio() if kind == "audio" else encode_video(codec, shape)
     directory.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(clip))
     return clip

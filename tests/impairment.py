@@ -1,11 +1,16 @@
 """A userspace UDP impairment relay for tests (this kernel has no netem): it stands between a
-client and one server address, delaying every datagram and losing some, in both directions."""
+client and one server address, delaying every datagram and losing some, in both directions, and
+can cap the rate towards the client like a token-bucket filter (``rate_bps``: a queue of at most
+``QUEUE_S`` of sending; what does not fit is dropped)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import re
+import time
+
+QUEUE_S = 0.4  # the rate cap's queue, in seconds of sending at the cap (as tbf's `latency 400ms`)
 
 
 class ImpairedPath(asyncio.DatagramProtocol):
@@ -17,6 +22,9 @@ class ImpairedPath(asyncio.DatagramProtocol):
         self._client: tuple[str, int] | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self.passed = self.lost = 0
+        self.rate_bps: float | None = None  # a cap towards the client, changeable at any time
+        self.capped = 0  # datagrams the cap dropped
+        self._free_at = 0.0  # when the capped link has sent everything queued
 
     @classmethod
     async def open(cls, target: tuple[str, int], loss: float, one_way_delay_s: float) -> tuple[ImpairedPath, int]:
@@ -33,14 +41,28 @@ class ImpairedPath(asyncio.DatagramProtocol):
         if addr == self.target:
             destination = self._client
         else:
-            self._client, destination = addr, self.target
+            # The client's media socket: ICE checks come from every socket the client has, and
+            # answering a check's socket with media would lose it; DTLS and RTP (first byte 20 and
+            # up; STUN is 0-3) come from the pair ICE chose.
+            if self._client is None or data[:1] >= b"\x14":
+                self._client = addr
+            destination = self.target
         if destination is None or self._transport is None:
             return
         if self._random.random() < self.loss:
             self.lost += 1
             return
+        delay = self.delay_s
+        if self.rate_bps is not None and destination == self._client:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            if start - now > QUEUE_S:
+                self.capped += 1
+                return
+            self._free_at = start + len(data) * 8 / self.rate_bps
+            delay += self._free_at - now
         self.passed += 1
-        asyncio.get_running_loop().call_later(self.delay_s, self._transport.sendto, data, destination)
+        asyncio.get_running_loop().call_later(delay, self._transport.sendto, data, destination)
 
     def close(self) -> None:
         if self._transport is not None:

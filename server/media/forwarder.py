@@ -28,6 +28,12 @@ HISTORY_SIZE = 1024  # packets kept per video track to answer NACKs (~4 s at 1.5
 _HISTORY_MASK = HISTORY_SIZE - 1
 SEQ_WINDOW = 0x4000  # how far behind the newest packet an old (retransmitted) one is still forwarded
 GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer picture group is not kept
+# Retransmissions to one subscriber: none of packets older than this (their frame is long due), and
+# at most this share on top of what it is sent. On a narrow link, answering every NACK in full
+# floods it with repairs of the past and starves the present.
+RTX_MAX_AGE_S = 1.0
+RTX_SHARE = 0.25
+RTX_FLOOR = 8  # retransmissions a second allowed whatever the share
 
 
 @dataclass(slots=True)
@@ -244,7 +250,8 @@ class DownTrack:
         "bitrate_estimate",
         "keyframes_only",
         "_keyframe_ts",
-        "on_feedback",
+        "_rtx_window",
+        "on_report",
     )
 
     def __init__(self, kind: str, stats: ForwardingStats) -> None:
@@ -271,7 +278,8 @@ class DownTrack:
         # Still pictures: only keyframes go out (a link too weak for the lowest layer keeps its audio)
         self.keyframes_only = False
         self._keyframe_ts: int | None = None
-        self.on_feedback: Callable[[], None] | None = None  # a receiver report or REMB came
+        self._rtx_window = (0.0, 0, 0)  # (start, packets sent before it, retransmissions in it)
+        self.on_report: Callable[[], None] | None = None  # a receiver report came
 
     def configure(
         self, *, ssrc: int, payload_type: int, rtx_ssrc: int | None, rtx_payload_type: int | None, send: SendRtp
@@ -388,6 +396,8 @@ class DownTrack:
             if entry is None:
                 continue
             _, ts, marker, payload = entry
+            if ((source.last_ts - ts) & 0xFFFFFFFF) > RTX_MAX_AGE_S * source.clock_rate or not self._may_retransmit():
+                continue
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 header = RTP_HEADER.pack(
                     RTP_VERSION_BYTE,
@@ -413,6 +423,15 @@ class DownTrack:
                 self.stats.send_errors += 1
                 return
             self.stats.retransmits += 1
+
+    def _may_retransmit(self) -> bool:
+        now = time.monotonic()
+        start, sent_before, count = self._rtx_window
+        if now - start >= 1.0:
+            start, sent_before, count = now, self.packets_sent, 0
+        allowed = count < RTX_FLOOR + RTX_SHARE * (self.packets_sent - sent_before)
+        self._rtx_window = (start, sent_before, count + allowed)
+        return allowed
 
     def sender_report(self) -> tuple[int, int] | None:
         """(NTP, RTP) for this subscriber's sender report, from the publisher's own report."""

@@ -5,8 +5,10 @@ layer a student gets ``still`` pictures: only the low layer's keyframes, a few s
 the audio intact. Receiver reports say how much of what we sent was lost; a REMB, when the browser
 sends one, says what it thinks the link carries.
 
-- A report losing more than ``LOSS_DOWN`` steps down one layer at once (once the previous change
-  has settled: reports just after it still describe the old layer).
+- ``LOSSY_REPORTS`` reports in a row losing more than ``LOSS_DOWN`` step down one layer (once the
+  previous change has settled: reports just after it still describe the old layer). One lossy
+  report alone is what a random-loss link (5%) shows now and then; a link too narrow for the layer
+  loses far more, report after report. A step up still on trial goes back at its first one.
 - A link clean (loss under ``LOSS_CLEAR``) for ``UPGRADE_AFTER_S`` steps up one layer, if the
   estimate (when there is one) leaves headroom for it; an upgrade that fails soon doubles the wait.
 The estimate only holds an upgrade back; loss, which is what a too-narrow link produces, steps down.
@@ -19,12 +21,14 @@ from dataclasses import dataclass, field
 
 HIGH, LOW, STILL = "high", "low", "still"
 LOSS_DOWN = 0.10
+LOSSY_REPORTS = 2
 LOSS_CLEAR = 0.02
 SETTLE_S = 1.5
-UPGRADE_AFTER_S = 8.0
+UPGRADE_AFTER_S = 10.0
 UPGRADE_TRIAL_S = 10.0  # stepping down this soon after stepping up: the upgrade failed
-UPGRADE_WAIT_MAX_S = 60.0
+UPGRADE_WAIT_MAX_S = 120.0
 HEADROOM = 1.3  # an upgrade needs an estimate this much above the layer's bitrate
+START_QUIET_S = 3.0  # the camera starting (a join, a teacher back) sends the kept picture group at once
 
 
 @dataclass
@@ -35,6 +39,8 @@ class LayerChoice:
     clean_since: float | None = None
     wait_s: float = UPGRADE_AFTER_S
     upgraded_at: float | None = None
+    quiet_until: float = -math.inf  # reports before this describe a start, not the link
+    lossy: int = 0  # reports in a row losing more than LOSS_DOWN
     rates: dict[str, float] = field(default_factory=dict)  # bits/s each layer brought in lately
     _counted: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -46,17 +52,21 @@ class LayerChoice:
             self.rates[layer] = (bytes_in - previous[0]) * 8 / (now - previous[1])
 
     def update(self, loss: float, estimate: int | None, layers: tuple[str, ...], now: float) -> bool:
-        """A receiver report (``loss`` 0..1) or an estimate came; True when the layer changed.
-        ``layers``: what the source offers now, best first."""
+        """A receiver report came (``loss`` 0..1; ``estimate``: the latest REMB, bits/s); True
+        when the layer changed. ``layers``: what the source offers now, best first."""
         if self.layer not in layers:
             return self._change(layers[0], "layers changed", now)
+        if now < self.quiet_until:
+            return False
         index = layers.index(self.layer)
         settled = now - self.changed_at >= SETTLE_S
         if self.upgraded_at is not None and now - self.upgraded_at > UPGRADE_TRIAL_S:
             self.upgraded_at, self.wait_s = None, UPGRADE_AFTER_S  # the last upgrade held
-        if loss > LOSS_DOWN and settled and index + 1 < len(layers):
-            if self.upgraded_at is not None:
-                self.wait_s = min(self.wait_s * 2, UPGRADE_WAIT_MAX_S)
+        self.lossy = self.lossy + 1 if loss > LOSS_DOWN and settled else 0
+        trial = self.upgraded_at is not None  # a step up on trial goes back at its first lossy report
+        if self.lossy >= (1 if trial else LOSSY_REPORTS) and index + 1 < len(layers):
+            if self.upgraded_at is not None:  # the upgrade failed: wait longer before the next
+                self.wait_s, self.upgraded_at = min(self.wait_s * 2, UPGRADE_WAIT_MAX_S), None
             return self._change(layers[index + 1], f"loss {loss:.0%}", now)
         self.clean_since = (self.clean_since or now) if loss < LOSS_CLEAR else None
         if index == 0 or not settled or self.clean_since is None or now - self.clean_since < self.wait_s:
@@ -70,5 +80,5 @@ class LayerChoice:
         return changed
 
     def _change(self, layer: str, reason: str, now: float) -> bool:
-        self.layer, self.reason, self.changed_at, self.clean_since = layer, reason, now, None
+        self.layer, self.reason, self.changed_at, self.clean_since, self.lossy = layer, reason, now, None, 0
         return True

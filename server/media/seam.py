@@ -207,23 +207,18 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
                     return
                 if downtrack.ssrc in ssrcs:
                     downtrack.bitrate_estimate = bitrate
-                    _fed_back(downtrack)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             downtrack.on_nack(packet.lost)
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == downtrack.ssrc:
                     downtrack.fraction_lost = report.fraction_lost
-                    _fed_back(downtrack)
+                    if downtrack.on_report is not None:
+                        downtrack.on_report()
 
     sender.send = send  # type: ignore[method-assign]
     sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
-
-
-def _fed_back(downtrack: DownTrack) -> None:
-    if downtrack.on_feedback is not None:
-        downtrack.on_feedback()
 
 
 MAX_SOCKET_BACKLOG = 256 * 1024  # bytes queued in a subscriber's socket before we drop

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .hls import hls_writer
 from .interfaces import OnFailed, OnQuality, PeerId
-from .layers import HIGH, LOW, STILL, LayerChoice
+from .layers import HIGH, LOW, START_QUIET_S, STILL, LayerChoice
 from .recorder import Recorder, record_track
 from .relay import RELAY_SSRC, RelayEgress, RelayIngress
 from .seam import (
@@ -146,7 +147,7 @@ class Subscription(Peer):
         self.layers = LayerChoice()
         self._on_quality = on_quality
         self._stills: asyncio.Task[None] | None = None
-        self.downtracks[CAMERA].on_feedback = self._feedback
+        self.downtracks[CAMERA].on_report = self._reported
 
     async def accept_answer(self, sdp: str) -> None:
         if self.pc.signalingState != "have-local-offer":
@@ -181,6 +182,8 @@ class Subscription(Peer):
             source = self.sources[slot.role]
             up = self._track(slot, source) if source is not None else None
             if up is not None and down.source is not up:
+                if slot is CAMERA and down.source is None:  # its first reports tell of the catch-up burst
+                    self.layers.quiet_until = time.monotonic() + START_QUIET_S
                 up.adopt(down)  # at once when idle, else at the new track's next keyframe
         self.downtracks[CAMERA].keyframes_only = self.layers.layer == STILL
 
@@ -189,7 +192,7 @@ class Subscription(Peer):
             return source.tracks.get("video_low") or source.tracks.get("video")
         return source.tracks.get(slot.track)
 
-    def _feedback(self) -> None:
+    def _reported(self) -> None:
         """The student's browser reported on the camera slot: perhaps another layer suits its link."""
         source, camera = self.sources["teacher"], self.downtracks[CAMERA]
         if source is None or "video" not in source.tracks:
@@ -310,7 +313,7 @@ class Sfu:
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError... on bad SDP
             await pc.close()
             raise SdpError(f"The offer could not be used: {exc}") from exc
-        return self._add(publication), pc.localDescription.sdp
+        return self._add(publication), with_opus_fec(pc.localDescription.sdp)
 
     async def subscribe(self, on_failed: OnFailed = None, on_quality: OnQuality = None) -> tuple[PeerId, str]:
         """A subscriber's connection, a track per slot; returns its offer. ``on_quality(layer,
@@ -507,3 +510,17 @@ def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:
     if not chosen:
         raise ValueError(f"Expected a codec aiortc supports, but got {mime_type}")
     return chosen[:1] + [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]
+
+
+OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\r?$", re.MULTILINE | re.IGNORECASE)
+
+
+def with_opus_fec(answer: str) -> str:
+    """The answer asking for Opus in-band forward error correction: the publisher's browser encodes
+    each packet's sound again, coarsely, in the next one, so a student's decoder fills a lost packet
+    from its successor. (aiortc's answer carries no Opus parameters.)"""
+    for payload_type in OPUS_RTPMAP.findall(answer):
+        answer = re.sub(rf"^a=fmtp:{payload_type} .*\r?\n", "", answer, flags=re.MULTILINE)
+        rtpmap = re.compile(rf"^(a=rtpmap:{payload_type} opus/48000/2\r?\n)", re.MULTILINE | re.IGNORECASE)
+        answer = rtpmap.sub(rf"\1a=fmtp:{payload_type} minptime=10;useinbandfec=1\r\n", answer)
+    return answer

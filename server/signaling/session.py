@@ -288,7 +288,11 @@ class Session:
             if isinstance(message, p.Publish):
                 if self.role is not Role.STUDENT:  # a student publishes on stage, when invited
                     self._require(PUBLISHERS, "publish")
-                self.send(p.PublishAnswer(sdp=await room.publish(message.sdp, list(message.tracks) if message.tracks else None)))
+                self.send(
+                    p.PublishAnswer(
+                        sdp=await room.publish(message.sdp, list(message.tracks) if message.tracks else None)
+                    )
+                )
             elif isinstance(message, p.Unpublish):
                 await room.unpublish()
             elif isinstance(message, p.Subscribe):
