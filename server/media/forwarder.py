@@ -31,7 +31,7 @@ GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer pi
 # Retransmissions to one subscriber: none of packets older than this (their frame is long due), and
 # at most this share on top of what it is sent. On a narrow link, answering every NACK in full
 # floods it with repairs of the past and starves the present.
-RTX_MAX_AGE_S = 1.0
+RTX_MAX_AGE_S = 3.0
 RTX_SHARE = 0.25
 RTX_FLOOR = 8  # retransmissions a second allowed whatever the share
 

@@ -5,10 +5,11 @@ layer a student gets ``still`` pictures: only the low layer's keyframes, a few s
 the audio intact. Receiver reports say how much of what we sent was lost; a REMB, when the browser
 sends one, says what it thinks the link carries.
 
-- ``LOSSY_REPORTS`` reports in a row losing more than ``LOSS_DOWN`` step down one layer (once the
-  previous change has settled: reports just after it still describe the old layer). One lossy
-  report alone is what a random-loss link (5%) shows now and then; a link too narrow for the layer
-  loses far more, report after report. A step up still on trial goes back at its first one.
+- ``LOSSY_REPORTS`` reports in a row losing more than ``LOSS_DOWN`` (``LOSS_STILL`` to go from a
+  moving picture to still ones) step down one layer, once the previous change has settled (reports
+  just after it still describe the old layer). One lossy report alone is what a random-loss link
+  shows now and then; a link too narrow for the layer loses far more, report after report. A step
+  up still on trial goes back at its first lossy report.
 - A link clean (loss under ``LOSS_CLEAR``) for ``UPGRADE_AFTER_S`` steps up one layer, if the
   estimate (when there is one) leaves headroom for it; an upgrade that fails soon doubles the wait.
 The estimate only holds an upgrade back; loss, which is what a too-narrow link produces, steps down.
@@ -20,7 +21,8 @@ import math
 from dataclasses import dataclass, field
 
 HIGH, LOW, STILL = "high", "low", "still"
-LOSS_DOWN = 0.10
+LOSS_DOWN = 0.15
+LOSS_STILL = 0.30  # still pictures are drastic: only for a link that loses this much of the lowest layer
 LOSSY_REPORTS = 2
 LOSS_CLEAR = 0.02
 SETTLE_S = 1.5
@@ -62,12 +64,14 @@ class LayerChoice:
         settled = now - self.changed_at >= SETTLE_S
         if self.upgraded_at is not None and now - self.upgraded_at > UPGRADE_TRIAL_S:
             self.upgraded_at, self.wait_s = None, UPGRADE_AFTER_S  # the last upgrade held
-        self.lossy = self.lossy + 1 if loss > LOSS_DOWN and settled else 0
+        worse = layers[index + 1] if index + 1 < len(layers) else None
+        threshold = LOSS_STILL if worse == STILL else LOSS_DOWN
+        self.lossy = self.lossy + 1 if loss > threshold and settled else 0
         trial = self.upgraded_at is not None  # a step up on trial goes back at its first lossy report
-        if self.lossy >= (1 if trial else LOSSY_REPORTS) and index + 1 < len(layers):
+        if worse is not None and self.lossy >= (1 if trial else LOSSY_REPORTS):
             if self.upgraded_at is not None:  # the upgrade failed: wait longer before the next
                 self.wait_s, self.upgraded_at = min(self.wait_s * 2, UPGRADE_WAIT_MAX_S), None
-            return self._change(layers[index + 1], f"loss {loss:.0%}", now)
+            return self._change(worse, f"loss {loss:.0%}", now)
         self.clean_since = (self.clean_since or now) if loss < LOSS_CLEAR else None
         if index == 0 or not settled or self.clean_since is None or now - self.clean_since < self.wait_s:
             return False
