@@ -92,7 +92,10 @@ def peer() -> RTCPeerConnection:
 
 
 async def publish(
-    client: SignalingClient, *tracks: MediaStreamTrack, video_codec: str | None = None, names: list[str] | None = None
+    client: SignalingClient,
+    *tracks: MediaStreamTrack,
+    video_codec: str | None = None,
+    names: list[str] | None = None,
 ) -> RTCPeerConnection:
     """Send ``tracks`` as the room's broadcast; returns the publishing peer connection.
 

@@ -130,6 +130,32 @@ async def test_bad_sdp_is_refused_and_a_good_one_still_works(server: ServerProce
     await teacher.close()
 
 
+async def test_track_names_that_do_not_fit_the_offer_are_refused(server: ServerProcess) -> None:
+    from loadtest.client import peer
+
+    from .peers import PatternTrack, ToneTrack, publish
+
+    room = "sig-tracks"
+    teacher = await SignalingClient.connect(server.ws_url)
+    await teacher.join(room, server.token(room, "teacher", "t"))
+    offering = peer()
+    for track in (ToneTrack(), PatternTrack()):
+        offering.addTransceiver(track, direction="sendonly")
+    await offering.setLocalDescription(await offering.createOffer())
+    sdp = offering.localDescription.sdp
+    await teacher.send({"type": "publish", "sdp": sdp, "tracks": ["video", "audio"]})  # swapped
+    error = await error_of(teacher)
+    assert error["code"] == "bad_sdp" and "does not fit m-line 0 (audio)" in error["message"]
+    await teacher.send({"type": "publish", "sdp": sdp, "tracks": ["audio"]})
+    assert "Expected 2 track names" in (await error_of(teacher))["message"]
+    await offering.close()
+    await teacher.send({"type": "publish", "sdp": "v=0", "tracks": ["camera"]})
+    assert (await error_of(teacher))["code"] == "bad_message"
+    pc = await publish(teacher, ToneTrack(), PatternTrack(), names=["audio", "video"])  # the room goes on
+    await pc.close()
+    await teacher.close()
+
+
 async def test_a_flood_is_rate_limited_without_disturbing_another_room(server: ServerProcess) -> None:
     flooder = await SignalingClient.connect(server.ws_url)
     await flooder.join("sig-flood", server.token("sig-flood", "student", "noisy"))

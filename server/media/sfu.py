@@ -484,9 +484,9 @@ def _track_names(kinds: list[str], names: list[str] | None) -> list[str | None]:
         return unnamed
     if len(names) != len(kinds):
         raise SdpError(f"Expected {len(kinds)} track names (one per m-line), but got {len(names)}")
-    for kind, name in zip(kinds, names, strict=True):
+    for index, (kind, name) in enumerate(zip(kinds, names, strict=True)):
         if name not in TRACK_NAMES or (name == "audio") != (kind == "audio"):
-            raise SdpError(f"Track name {name!r} does not fit a {kind} m-line; expected one of {TRACK_NAMES}")
+            raise SdpError(f"Track name {name!r} does not fit m-line {index} ({kind}); expected one of {TRACK_NAMES}")
     if len(set(names)) != len(names):
         raise SdpError(f"Each track name may appear once, but got {names}")
     return list(names)
