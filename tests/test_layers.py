@@ -101,3 +101,16 @@ async def test_still_pictures_forward_keyframes_only_without_a_sequence_gap() ->
     assert [p[5][:2] for p in capture.packets] == [KEY[:2], b"\x00r", KEY[:2]]
     seqs = [p[2] for p in capture.packets]
     assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1]
+
+
+async def test_a_switch_taken_back_before_the_keyframe_never_happens() -> None:
+    capture = Capture()
+    high, down = make_pair(capture)
+    low, _ = make_pair(Capture())
+    high.add(down)
+    high.on_packet(10, 0, True, KEY, ssrc=1)
+    low.adopt(down)
+    low.unadopt(down)  # the link recovered before the low layer's keyframe came
+    low.on_packet(500, 77_000, True, KEY, ssrc=2)
+    high.on_packet(11, 3000, True, DELTA, ssrc=1)
+    assert down.source is high and [p[5] for p in capture.packets] == [KEY, DELTA]

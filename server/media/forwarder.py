@@ -124,9 +124,13 @@ class UpTrack:
             self._adopting = (*self._adopting, down)
             self.request_keyframe()
 
+    def unadopt(self, down: DownTrack) -> None:
+        """A switch here that is no longer wanted (the layer changed back before our keyframe)."""
+        self._adopting = tuple(d for d in self._adopting if d is not down)
+
     def remove(self, down: DownTrack) -> None:
         self._fanout = tuple(d for d in self._fanout if d is not down)
-        self._adopting = tuple(d for d in self._adopting if d is not down)
+        self.unadopt(down)
 
     def _take_over(self) -> None:
         for down in self._adopting:

@@ -181,9 +181,15 @@ class Subscription(Peer):
                 continue
             source = self.sources[slot.role]
             up = self._track(slot, source) if source is not None else None
-            if up is not None and down.source is not up:
-                if slot is CAMERA and down.source is None:  # its first reports tell of the catch-up burst
+            if up is None or source is None:
+                continue
+            if slot is CAMERA:
+                for other in source.tracks.values():  # a switch asked for earlier, now unwanted
+                    if other is not up:
+                        other.unadopt(down)
+                if down.source is None:  # its first reports tell of the catch-up burst
                     self.layers.quiet_until = time.monotonic() + START_QUIET_S
+            if down.source is not up:
                 up.adopt(down)  # at once when idle, else at the new track's next keyframe
         self.downtracks[CAMERA].keyframes_only = self.layers.layer == STILL
 
