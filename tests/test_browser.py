@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -163,6 +164,7 @@ async def test_teacher_broadcasts_to_three_students(server: Any) -> None:
                     f"{seen - started_at:.2f} s after Start); {s['videoWidth']}x{s['videoHeight']}"
                 )
                 assert s["videoWidth"] > 0 and s["videoHeight"] > 0, s
+                assert s["layer"] == "high", s  # a clear link: the full picture
                 first = s["framesDecoded"]
                 s = await wait_stats(page, f"s.framesDecoded > {first}")
                 assert s["framesDecoded"] > first, s
@@ -202,6 +204,9 @@ async def test_teacher_broadcasts_to_three_students(server: Any) -> None:
 
             await teacher.locator("#stop").click()
             await wait_stats(teacher, "!s.publishing")
+            # Chromium sent the camera twice: the full picture and the low layer weak links get.
+            closed = re.search(r"closed: audio (\d+) B, video (\d+) B, video_low (\d+) B", server.log())
+            assert closed is not None and min(int(n) for n in closed.groups()) > 0, server.log()[-2000:]
             for page in students:
                 s = await wait_stats(page, "s.source === 'none' && s.live === false")
                 await expect(page.locator("#waiting")).to_be_visible()

@@ -455,6 +455,10 @@ class Sfu:
         await self.stop_hls(peer)
         await self.stop_recording(peer)
         found = self._peers.pop(peer, None)
+        if isinstance(found, Publication):  # what each track brought in (the camera's layers among them)
+            log.info(
+                "publication %s closed: %s", peer, ", ".join(f"{n} {t.bytes_in} B" for n, t in found.tracks.items())
+            )
         if isinstance(found, RelayEgress):
             found.close()
         elif found is not None:
