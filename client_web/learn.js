@@ -111,6 +111,8 @@ const page = {
   hls: null, // the playlist this viewer watches instead (joined.hls)
   layer: "high", // the teacher's camera as our link gets it (`quality`): high, low, or still pictures
   layerReason: null,
+  freezes: { count: 0, seconds: 0 },
+  audioConcealed: 0,
   hlsFrames: 0, // the HLS video element's own frame count, last seen
   slots: null, // the offer's slots
   trickle: null,
@@ -214,6 +216,8 @@ function stats() {
     hls: page.hls ? { url: page.hls, latency: hlsPlayer.latency(), errors: hlsPlayer.errors } : null,
     layer: page.layer,
     layerReason: page.layerReason,
+    freezes: page.freezes, // this subscription's video freezes, as the browser counts them
+    audioConcealed: page.audioConcealed, // share of the sound the browser had to make up (losses)
     // What plays now: the live video's decoder, or the recording's frames.
     framesDecoded: recorded ? recordedFrames() : page.framesDecoded,
     bytesReceived: page.bytesReceived,
@@ -1140,8 +1144,13 @@ poll(async () => {
       }
       page.framesDecoded = frames;
       page.bytesReceived = base.bytes + (v.bytesReceived || 0);
+      // The browser's own count of freezes (a frame late by max(3 x the usual gap, the gap + 150 ms)).
+      page.freezes = { count: v.freezeCount || 0, seconds: v.totalFreezesDuration || 0 };
     }
-    if (a) page.audioPacketsReceived = base.audio + (a.packetsReceived || 0);
+    if (a) {
+      page.audioPacketsReceived = base.audio + (a.packetsReceived || 0);
+      page.audioConcealed = a.concealedSamples && a.totalSamplesReceived ? a.concealedSamples / a.totalSamplesReceived : 0;
+    }
   }
   const pub = page.pub;
   if (pub && pub.pc && pub.pc.signalingState !== "closed") {

@@ -62,7 +62,11 @@ class ImpairedPath(asyncio.DatagramProtocol):
             self._free_at = start + len(data) * 8 / self.rate_bps
             delay += self._free_at - now
         self.passed += 1
-        asyncio.get_running_loop().call_later(delay, self._transport.sendto, data, destination)
+        asyncio.get_running_loop().call_later(delay, self._deliver, data, destination)
+
+    def _deliver(self, data: bytes, destination: tuple[str, int]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data, destination)
 
     def close(self) -> None:
         if self._transport is not None:

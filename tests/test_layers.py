@@ -59,6 +59,19 @@ def test_without_a_low_layer_a_narrow_link_gets_still_pictures() -> None:
     assert choice.layer == STILL
 
 
+def test_loss_is_judged_over_a_second_of_reports() -> None:
+    choice = LayerChoice()
+    assert not choice.report(0, 1000, None, LAYERS, 0.0)
+    # a report with every NACK: each alone says half was lost, the second says 2 of 300
+    assert not choice.report(1, 1002, None, LAYERS, 0.1)
+    assert not choice.report(2, 1004, None, LAYERS, 0.2)
+    assert not choice.report(2, 1100, None, LAYERS, 1.0)
+    assert not choice.report(2, 1300, None, LAYERS, 2.1) and choice.lossy == 0
+    choice.report(150, 1600, None, LAYERS, 3.2)  # half of the last 300: a narrow link
+    choice.report(300, 1900, None, LAYERS, 4.3)
+    assert choice.layer == LOW and choice.reason == "loss 50%"
+
+
 def test_the_rate_of_a_layer_from_its_byte_counter() -> None:
     choice = LayerChoice()
     choice.count(LOW, 0, 10.0)

@@ -251,6 +251,7 @@ class DownTrack:
         "packets_sent",
         "octets_sent",
         "fraction_lost",
+        "reported",
         "bitrate_estimate",
         "keyframes_only",
         "_keyframe_ts",
@@ -278,6 +279,7 @@ class DownTrack:
         self.packets_sent = 0
         self.octets_sent = 0
         self.fraction_lost = 0  # of 256, from the subscriber's latest receiver report
+        self.reported = (0, 0)  # (packets lost in all, highest sequence number) from the same report
         self.bitrate_estimate: int | None = None  # bits/s, from the subscriber's REMB
         # Still pictures: only keyframes go out (a link too weak for the lowest layer keeps its audio)
         self.keyframes_only = False

@@ -2,8 +2,9 @@
 
 The teacher sends the camera twice (``video`` and a smaller, cheaper ``video_low``); below the low
 layer a student gets ``still`` pictures: only the low layer's keyframes, a few seconds apart, with
-the audio intact. Receiver reports say how much of what we sent was lost; a REMB, when the browser
-sends one, says what it thinks the link carries.
+the audio intact. Receiver reports say how much of what we sent was lost (judged over half a second
+or more of them, from their running totals: Chromium sends one with every NACK, each alone a few
+packets); a REMB, when the browser sends one, says what it thinks the link carries.
 
 - ``LOSSY_REPORTS`` reports in a row losing more than ``LOSS_DOWN`` (``LOSS_STILL`` to go from a
   moving picture to still ones) step down one layer, once the previous change has settled (reports
@@ -30,6 +31,7 @@ UPGRADE_AFTER_S = 10.0
 UPGRADE_TRIAL_S = 10.0  # stepping down this soon after stepping up: the upgrade failed
 UPGRADE_WAIT_MAX_S = 120.0
 HEADROOM = 1.3  # an upgrade needs an estimate this much above the layer's bitrate
+REPORT_WINDOW_S = 0.5  # loss is judged over at least this long (Chromium sends a report with each NACK)
 START_QUIET_S = 3.0  # the camera starting (a join, a teacher back) sends the kept picture group at once
 
 
@@ -45,6 +47,24 @@ class LayerChoice:
     lossy: int = 0  # reports in a row losing more than LOSS_DOWN
     rates: dict[str, float] = field(default_factory=dict)  # bits/s each layer brought in lately
     _counted: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _window: tuple[int, int, float] | None = None  # (lost in all, highest sequence, when) at its start
+
+    def report(
+        self, lost_in_all: int, highest_seq: int, estimate: int | None, layers: tuple[str, ...], now: float
+    ) -> bool:
+        """A receiver report's cumulative counters; the loss over the last ``REPORT_WINDOW_S`` or
+        more goes to ``update`` (reports come far more often from some browsers, each alone a few
+        packets). True when the layer changed."""
+        if self._window is None:
+            self._window = (lost_in_all, highest_seq, now)
+            return False
+        lost_before, highest_before, since = self._window
+        expected = highest_seq - highest_before
+        if now - since < REPORT_WINDOW_S or expected <= 0:
+            return False
+        self._window = (lost_in_all, highest_seq, now)
+        loss = min(1.0, max(0, lost_in_all - lost_before) / expected)
+        return self.update(loss, estimate, layers, now)
 
     def count(self, layer: str, bytes_in: int, now: float) -> None:
         """A layer's byte counter now, for its bitrate."""

@@ -213,6 +213,7 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
             for report in packet.reports:
                 if report.ssrc == downtrack.ssrc:
                     downtrack.fraction_lost = report.fraction_lost
+                    downtrack.reported = (report.packets_lost, report.highest_sequence)
                     if downtrack.on_report is not None:
                         downtrack.on_report()
 

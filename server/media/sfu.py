@@ -208,7 +208,7 @@ class Subscription(Peer):
             if name in source.tracks:
                 self.layers.count(layer, source.tracks[name].bytes_in, now)
         offered = (HIGH, LOW, STILL) if "video_low" in source.tracks else (HIGH, STILL)
-        if self.layers.update(camera.fraction_lost / 256, camera.bitrate_estimate, offered, now):
+        if self.layers.report(*camera.reported, camera.bitrate_estimate, offered, now):
             log.info("subscriber %s: %s (%s)", id(self), self.layers.layer, self.layers.reason)
             self._link()
             self._keep_stills_coming()
