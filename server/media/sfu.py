@@ -195,7 +195,7 @@ class Subscription(Peer):
 
     def _track(self, slot: Slot, source: Source) -> UpTrack | None:
         if slot is CAMERA and self.layers.layer != HIGH:
-            return source.tracks.get("video_low") or source.tracks.get("video")
+            return _low_layer(source) or source.tracks.get("video")
         return source.tracks.get(slot.track)
 
     def _reported(self) -> None:
@@ -207,7 +207,7 @@ class Subscription(Peer):
         for name, layer in (("video", HIGH), ("video_low", LOW)):
             if name in source.tracks:
                 self.layers.count(layer, source.tracks[name].bytes_in, now)
-        offered = (HIGH, LOW, STILL) if "video_low" in source.tracks else (HIGH, STILL)
+        offered = (HIGH, LOW, STILL) if _low_layer(source) is not None else (HIGH, STILL)
         if self.layers.report(*camera.reported, camera.bitrate_estimate, offered, now):
             log.info("subscriber %s: %s (%s)", id(self), self.layers.layer, self.layers.reason)
             self._link()
@@ -471,6 +471,12 @@ class Sfu:
     async def shutdown(self) -> None:
         for peer in list(self._peers):
             await self.close(peer)
+
+
+def _low_layer(source: Source) -> UpTrack | None:
+    """The camera's low layer, if the publisher sends one (a relay's feed has the track either way)."""
+    low = source.tracks.get("video_low")
+    return low if low is not None and low.bytes_in > 0 else None
 
 
 async def _ask_keyframes(up: UpTrack, every: float | None) -> None:
