@@ -50,7 +50,7 @@ from server.tokens import Role, issue_token
 
 from .client import SignalingClient, publish, subscribe
 from .fanout import ROOM, subscriber_worker
-from .run import free_port, start_group, wait_http
+from .run import free_port, private_redis, start_group, wait_http
 
 BITS = 48
 COLUMNS, ROWS = 12, 4  # the barcode's blocks, over the top two thirds of the picture
@@ -178,10 +178,7 @@ async def cpu_over(pids: dict[str, int], seconds: float) -> dict[str, float]:
 def two_nodes(out: Path, secret: str, codec: str) -> Iterator[tuple[tuple[str, int], tuple[str, int]]]:
     """Redis and two `skyclass serve` nodes on loopback: ((url, pid), (url, pid))."""
     with contextlib.ExitStack() as stack:
-        redis_port = free_port()
-        redis = shutil.which("redis-server") or "redis-server"
-        args = [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        stack.enter_context(start_group(args, out / "redis.log"))
+        redis_url = stack.enter_context(private_redis(out))
         nodes = []
         for name in ("first", "second"):
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skylatency-")))
@@ -189,7 +186,7 @@ def two_nodes(out: Path, secret: str, codec: str) -> Iterator[tuple[tuple[str, i
             env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
             env["SKYCLASS_VIDEO_CODEC"] = codec
             command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1"]
-            command += ["--redis", f"redis://127.0.0.1:{redis_port}/0", "--log-level", "warning"]
+            command += ["--redis", redis_url, "--log-level", "warning"]
             server = stack.enter_context(start_group(command, out / f"{name}.log", env))
             wait_http(f"http://127.0.0.1:{port}/healthz", server)
             nodes.append((f"http://127.0.0.1:{port}", server.pid))

@@ -84,21 +84,24 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -
 
 
 @contextlib.contextmanager
+def private_redis(out: Path) -> Iterator[str]:
+    """A ``redis-server`` of the run's own on loopback, without persistence; yields its URL."""
+    port = free_port()
+    binary = shutil.which("redis-server") or "redis-server"
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with start_group(command, out / "redis.log"):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextlib.contextmanager
 def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[tuple[str, int]]:
     """``skyclass serve`` on loopback (and Redis when several processes share it); yields its URL and pid."""
     with contextlib.ExitStack() as stack:
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skyload-")))
         extra: list[str] = []
         if args.server_workers > 1:
-            redis_port = free_port()
-            binary = shutil.which("redis-server") or "redis-server"
-            stack.enter_context(
-                start_group(
-                    [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                    out / "redis.log",
-                )
-            )
-            extra = ["--redis", f"redis://127.0.0.1:{redis_port}/0", "--workers", str(args.server_workers)]
+            redis_url = stack.enter_context(private_redis(out))
+            extra = ["--redis", redis_url, "--workers", str(args.server_workers)]
         port = free_port()
         env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
         if args.max_sessions:

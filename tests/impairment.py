@@ -9,6 +9,13 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from loadtest.client import SignalingClient, peer
+from server.media.seam import route_rtx
 
 QUEUE_S = 0.4  # the rate cap's queue, in seconds of sending at the cap (as tbf's `latency 400ms`)
 
@@ -89,3 +96,25 @@ async def impair_offer(sdp: str, loss: float, one_way_delay_s: float) -> tuple[s
 def through(sdp: str, port: int) -> str:
     """An answer whose candidates all point at the relay: the server reaches the client only there."""
     return CANDIDATE.sub(lambda m: f"{m.group(1)}127.0.0.1 {port}{m.group(4)}", sdp)
+
+
+async def subscribe_through_relay(
+    student: SignalingClient,
+    loss: float,
+    one_way_delay_s: float,
+    before_answer: Callable[[dict[str, Any]], object] = lambda transceivers: None,
+) -> tuple[RTCPeerConnection, dict[str, Any], ImpairedPath]:
+    """Take the student's subscription offer with its media through a relay; returns the peer
+    connection, its transceivers by slot, and the relay. ``before_answer`` sees the transceivers
+    before any media can flow (to watch their receivers)."""
+    offer = await student.expect("offer")
+    sdp, path, port = await impair_offer(offer["sdp"], loss, one_way_delay_s)
+    pc = peer()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+    transceivers = dict(zip(offer["slots"], pc.getTransceivers()))
+    for transceiver in transceivers.values():
+        route_rtx(transceiver.receiver)
+    before_answer(transceivers)
+    await pc.setLocalDescription(await pc.createAnswer())
+    await student.send({"type": "answer", "target": "subscribe", "sdp": through(pc.localDescription.sdp, port)})
+    return pc, transceivers, path

@@ -14,14 +14,11 @@ import asyncio
 import time
 
 import pytest
-from aiortc import RTCSessionDescription
 
-from loadtest.client import peer
 from server.media.ice import use_host_addresses
-from server.media.seam import route_rtx
 
 from .conftest import ServerProcess
-from .impairment import impair_offer, through
+from .impairment import subscribe_through_relay
 from .peers import PatternTrack, SignalingClient, ToneTrack, publish
 
 DURATION_S = 60.0
@@ -39,16 +36,8 @@ async def test_five_percent_loss_and_200_ms_rtt_for_a_minute(server: ServerProce
     publisher = await publish(teacher, ToneTrack(), PatternTrack())
     student = await SignalingClient.connect(server.ws_url)
     await student.join(room, server.token(room, "student", "far away"))
-    offer = await student.expect("offer")
-    sdp, path, port = await impair_offer(offer["sdp"], loss=0.05, one_way_delay_s=0.1)
-    pc = peer()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-    for transceiver in pc.getTransceivers():
-        route_rtx(transceiver.receiver)
-    slots = offer.get("slots") or []
-    tracks = {slot: t.receiver.track for slot, t in zip(slots, pc.getTransceivers())}
-    await pc.setLocalDescription(await pc.createAnswer())
-    await student.send({"type": "answer", "target": "subscribe", "sdp": through(pc.localDescription.sdp, port)})
+    pc, transceivers, path = await subscribe_through_relay(student, loss=0.05, one_way_delay_s=0.1)
+    tracks = {slot: transceiver.receiver.track for slot, transceiver in transceivers.items()}
 
     frames: list[float] = []
     audio: list[float] = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from server.media.forwarder import DownTrack, UpTrack
 from server.media.layers import HIGH, LOW, STILL, UPGRADE_AFTER_S, LayerChoice
 
 from .test_rtp import DELTA, KEY, Capture, make_pair
@@ -79,12 +80,18 @@ def test_the_rate_of_a_layer_from_its_byte_counter() -> None:
     assert choice.rates[LOW] == 200_000
 
 
-async def test_a_switch_happens_at_the_new_layers_keyframe_and_the_stream_goes_on() -> None:
+def two_layers() -> tuple[Capture, UpTrack, UpTrack, DownTrack]:
+    """A subscriber on the high layer, which has sent a keyframe; the low layer beside it."""
     capture = Capture()
     high, down = make_pair(capture)
     low, _ = make_pair(Capture())
     high.add(down)
     high.on_packet(10, 0, True, KEY, ssrc=1)
+    return capture, high, low, down
+
+
+async def test_a_switch_happens_at_the_new_layers_keyframe_and_the_stream_goes_on() -> None:
+    capture, high, low, down = two_layers()
     high.on_packet(11, 3000, True, DELTA, ssrc=1)
     low.adopt(down)  # asked for: the high layer goes on until the low layer's keyframe
     low.on_packet(500, 77_000, True, DELTA, ssrc=2)
@@ -117,11 +124,7 @@ async def test_still_pictures_forward_keyframes_only_without_a_sequence_gap() ->
 
 
 async def test_a_switch_taken_back_before_the_keyframe_never_happens() -> None:
-    capture = Capture()
-    high, down = make_pair(capture)
-    low, _ = make_pair(Capture())
-    high.add(down)
-    high.on_packet(10, 0, True, KEY, ssrc=1)
+    capture, high, low, down = two_layers()
     low.adopt(down)
     low.unadopt(down)  # the link recovered before the low layer's keyframe came
     low.on_packet(500, 77_000, True, KEY, ssrc=2)

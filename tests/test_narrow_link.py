@@ -14,17 +14,14 @@ import time
 from typing import Any
 
 import pytest
-from aiortc import RTCSessionDescription
 
-from loadtest.client import peer
 from loadtest.media import LOW_LAYER, ClipTrack, cached_clip
 from server.media.ice import use_host_addresses
 from server.media.recorder import vp8_frame_size, vp8_payload
 from server.media.rtp import vp8_keyframe_start
-from server.media.seam import route_rtx
 
 from .conftest import ServerProcess
-from .impairment import impair_offer, through
+from .impairment import subscribe_through_relay
 from .peers import SignalingClient, publish
 
 UNCAPPED_S = 8.0
@@ -71,16 +68,13 @@ async def test_a_300_kbit_link_gets_the_low_layer_within_5_s(server: ServerProce
     publisher = await publish(teacher, *layers, video_codec="VP8", names=["audio", "video", "video_low"])
     student = await SignalingClient.connect(server.ws_url)
     await student.join(room, server.token(room, "student", "on a phone"))
-    offer = await student.expect("offer")
-    sdp, path, port = await impair_offer(offer["sdp"], loss=0.0, one_way_delay_s=0.02)
-    pc = peer()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-    transceivers = dict(zip(offer["slots"], pc.getTransceivers()))
-    for transceiver in transceivers.values():
-        route_rtx(transceiver.receiver)
-    video, audio = Arrivals(transceivers["video"].receiver), Arrivals(transceivers["audio"].receiver)
-    await pc.setLocalDescription(await pc.createAnswer())
-    await student.send({"type": "answer", "target": "subscribe", "sdp": through(pc.localDescription.sdp, port)})
+    arrivals: dict[str, Arrivals] = {}
+
+    def watch(transceivers: dict[str, Any]) -> None:
+        arrivals.update({slot: Arrivals(transceivers[slot].receiver) for slot in ("video", "audio")})
+
+    pc, _, path = await subscribe_through_relay(student, loss=0.0, one_way_delay_s=0.02, before_answer=watch)
+    video, audio = arrivals["video"], arrivals["audio"]
 
     quality: list[tuple[float, dict[str, Any]]] = []
 

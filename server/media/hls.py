@@ -21,7 +21,7 @@ from typing import Any, cast
 import av
 from aiortc.codecs.h264 import H264PayloadDescriptor
 
-from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, vp8_payload
+from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, play, vp8_payload
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,7 @@ class HlsWriter:
         self.audio_next: int | None = None  # the pts (in samples) the next AAC frame gets
 
     def run(self, packets: queue.SimpleQueue[QueuedPacket | None]) -> None:
-        while (item := packets.get()) is not None:
-            kind, seq, ts, marker, payload, keyframe, arrival = item
-            if kind == "video":
-                frame = self.assembler.push(seq, ts, marker, payload, keyframe)
-                if frame is not None:
-                    self._video(frame[0], frame[1], frame[2], arrival)
-            elif self.audio is not None:
-                self._audio(payload, ts, arrival)
+        play(packets, self.assembler, self._video, self._audio)
 
     def close(self) -> None:
         if self.container is None:
@@ -163,7 +156,8 @@ class HlsWriter:
         return ms
 
     def _audio(self, payload: bytes, ts: int, arrival: float) -> None:
-        assert self.audio is not None
+        if self.audio is None:
+            return  # no picture yet, or a broadcast without sound
         at = round(self.clocks["audio"].seconds(ts, arrival, self.start) * AUDIO_RATE)
         if at < 0:
             return  # before the first picture

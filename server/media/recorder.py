@@ -131,6 +131,24 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+def play(
+    packets: queue.SimpleQueue[QueuedPacket | None],
+    assembler: FrameAssembler,
+    video: Callable[[bytes, bool, int, float], None],
+    audio: Callable[[bytes, int, float], None],
+) -> None:
+    """Hand a writer the queued packets until the recorder stops: whole video frames (data,
+    keyframe, RTP timestamp, arrival) and each audio packet (payload, RTP timestamp, arrival)."""
+    while (item := packets.get()) is not None:
+        kind, seq, ts, marker, payload, keyframe, arrival = item
+        if kind == "video":
+            frame = assembler.push(seq, ts, marker, payload, keyframe)
+            if frame is not None:
+                video(*frame, arrival)
+        else:
+            audio(payload, ts, arrival)
+
+
 class Recorder:
     """One publication to one file (WebM unless another writer is given), written by its own thread."""
 
@@ -197,14 +215,11 @@ class WebmWriter:
         self.last_pts = {"video": -1, "audio": -1}
 
     def run(self, packets: queue.SimpleQueue[QueuedPacket | None]) -> None:
-        while (item := packets.get()) is not None:
-            kind, seq, ts, marker, payload, keyframe, arrival = item
-            if kind == "video":
-                frame = self.assembler.push(seq, ts, marker, payload, keyframe)
-                if frame is not None:
-                    self._video(frame[0], frame[1], frame[2], arrival)
-            elif self.container is not None:
-                self._mux("audio", payload, ts, arrival, keyframe=True)
+        play(packets, self.assembler, self._video, self._audio)
+
+    def _audio(self, payload: bytes, ts: int, arrival: float) -> None:
+        if self.container is not None:  # the file starts at the first keyframe
+            self._mux("audio", payload, ts, arrival, keyframe=True)
 
     def close(self) -> None:
         try:
