@@ -29,9 +29,8 @@ from .lessons.catalog import Catalog, Recording
 from .lessons.demo import ensure_demo_lesson
 from .lessons.schedule import Schedule
 from .lessons.timetable import TimetableError
-from .media.hls import PLAYLIST
 from .media.ice import use_host_addresses
-from .media.interfaces import MediaBackend
+from .media.interfaces import PLAYLIST, MediaBackend
 from .media.pool import MediaPool
 from .media.remote import WorkerClient
 from .media.sfu import Sfu
@@ -40,8 +39,8 @@ from .rooms import Rooms
 from .rooms.stream import HlsPolicy
 from .settings import Settings
 from .signaling.session import Session
-from .state import open_state
-from .state.resilient import ResilientStore, StoreUnavailable
+from .state import StoreUnavailable, open_state
+from .state.resilient import ResilientStore
 from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 
 log = logging.getLogger(__name__)

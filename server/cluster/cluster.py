@@ -22,15 +22,16 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from ..media.interfaces import SourceRole
 from ..rooms import Member, Room, Rooms
 from ..rooms import events as ev
+from ..rooms.actions import ACTIONS
+from ..rooms.cascade import Address, EdgeSide, Origin
 from ..rooms.stream import Delivery
-from ..state import Bus, Store
-from ..state.resilient import StoreUnavailable
+from ..state import Bus, Store, StoreUnavailable
 from ..tokens import Role
-from .edge import Edge
-from .handles import OPERATIONS, JoinResult, LocalHandle, RemoteHandle, RemoteMember, RoomHandle
-from .link import Link, NodeUnreachable, RoomUnavailable
+from .handles import JoinResult, LocalHandle, RemoteHandle, RemoteMember, RoomHandle
+from .link import Link, NodeUnreachable, RemoteFailure, RoomUnavailable
 from .node import HEARTBEAT_S, LEASE_S, Node
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Cluster:
         self._store = store
         self._bus = bus
         self.link = Link(bus, self.id, self._on_call, self._on_events)
-        self.edge = Edge(self.id, rooms.media, self.link, relay_host)
+        self.edge = EdgeSide(rooms.media, self, relay_host)
         self.node = Node(self.id, store, bus, self._load, url)
         self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
         self._remote: dict[str, RemoteMember] = {}  # held here, sessions elsewhere
@@ -166,17 +167,23 @@ class Cluster:
             self._remote[key] = member
             _, result = await self._join_here(room_name, member, payload["args"].get("delivery", "auto"))
             return dataclasses.asdict(result)
-        if op not in OPERATIONS:
-            raise LookupError(f"No operation {op!r}")
         known = self._remote.get(key)
         room = self._room_of(known) if known is not None else None
+        if op in ("disconnect", "leave"):
+            if known is not None and room is not None:
+                if op == "leave":
+                    self._remote.pop(key, None)
+                    await self.rooms.leave(room, known)
+                else:
+                    self.rooms.disconnect(room, known)
+            return None
+        operation = ACTIONS.get(op)
+        if operation is None:
+            raise LookupError(f"No operation {op!r}")
         if known is None or room is None:
-            if op in ("disconnect", "leave"):
-                return None
             raise LookupError("You are not in this room any more; join again")
-        if op == "leave":
-            self._remote.pop(key, None)
-        return await getattr(LocalHandle(self.rooms, room, known), op)(**payload["args"])
+        reply = await LocalHandle(self.rooms, room, known).perform(operation.message.model_validate(payload["args"]))
+        return reply.model_dump(mode="json") if reply is not None else None
 
     async def _on_feed(self, op: str, payload: dict[str, Any]) -> None:
         """An edge node asks for (or gives up) a room's broadcast."""
@@ -190,6 +197,19 @@ class Cluster:
             await room.edges.add(payload["node"], feeds)
         else:
             await room.edges.remove(payload["node"])
+
+    # Origins: how this node's edge side asks for a broadcast held elsewhere
+
+    async def feed(self, origin: Origin, addresses: dict[SourceRole, Address]) -> None:
+        await self.link.call(origin.node, "feed", {"room": origin.room, "node": self.id, "feeds": addresses})
+
+    async def unfeed(self, origin: Origin) -> None:
+        try:
+            await self.link.call(origin.node, "unfeed", {"room": origin.room, "node": self.id})
+        except (NodeUnreachable, RoomUnavailable, RemoteFailure, LookupError) as exc:
+            log.info(
+                "room %s: node %s did not hear that its feed is no longer needed: %s", origin.room, origin.node, exc
+            )
 
     def _on_events(self, keys: list[str], event: ev.Event) -> None:
         for key in keys:

@@ -9,18 +9,16 @@ for many sessions crosses once per node, not once per session.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from ..media.sfu import SdpError
+from ..media.interfaces import SdpError
 from ..rooms import ClassroomError
 from ..rooms import events as ev
-from ..state import Bus
-from ..state.bus import BusUnavailable
-from ..state.resilient import StoreUnavailable
+from ..rpc import Calls, Errors, Handler, RemoteFailure, answer
+from ..state import Bus, BusUnavailable, StoreUnavailable
 from .codec import decode_event, encode_event
 
 log = logging.getLogger(__name__)
@@ -40,30 +38,21 @@ class RoomUnavailable(Exception):
     """The room cannot be reached now (its node is busy, moving or cut off); join again shortly."""
 
 
-class RemoteFailure(Exception):
-    """The other node failed on the call (it logged why)."""
-
-
-Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 EventSink = Callable[[list[str], ev.Event], None]
 
 # Errors that cross nodes as themselves; anything else becomes RemoteFailure.
-_ERRORS: dict[str, Callable[[str, str], Exception]] = {
-    "classroom": ClassroomError,
-    "sdp": lambda code, message: SdpError(message),
-    "lookup": lambda code, message: LookupError(message),
-    "unavailable": lambda code, message: RoomUnavailable(message),
-}
-
-
-def _error_kind(exc: Exception) -> str | None:
-    if isinstance(exc, ClassroomError):
-        return "classroom"
-    if isinstance(exc, SdpError):
-        return "sdp"
-    if isinstance(exc, StoreUnavailable | RoomUnavailable | NodeUnreachable):
-        return "unavailable"
-    return "lookup" if isinstance(exc, LookupError) else None
+ERRORS = Errors(
+    {
+        "classroom": (ClassroomError, ClassroomError),
+        "sdp": (SdpError, lambda code, message: SdpError(message)),
+        "unavailable": (
+            (StoreUnavailable, RoomUnavailable, NodeUnreachable),
+            lambda code, message: RoomUnavailable(message),
+        ),
+        "lookup": (LookupError, lambda code, message: LookupError(message)),
+    }
+)
+__all__ = ["Link", "NodeUnreachable", "RemoteFailure", "RoomUnavailable", "channel"]
 
 
 class Link:
@@ -72,8 +61,7 @@ class Link:
         self._bus = bus
         self._on_call = on_call
         self._on_events = on_events
-        self._ids = itertools.count()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._calls = Calls(ERRORS)
         self._outbox: list[tuple[str, str]] = []
         self._batches: dict[str, tuple[ev.Event, list[str]]] = {}  # node -> the event being gathered
         self._wakeup = asyncio.Event()
@@ -102,23 +90,19 @@ class Link:
     # Out ------------------------------------------------------------------------------------------
 
     async def call(self, node: str, op: str, payload: dict[str, Any], timeout: float = CALL_TIMEOUT_S) -> Any:
-        call_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = future
-        message = {"k": "call", "id": call_id, "from": self.node, "op": op, "p": payload}
-        try:
+        with self._calls.call(op, payload) as (message, future):
+            message |= {"k": "call", "from": self.node}
             try:
                 (reached,) = await self._bus.publish([(channel(node), json.dumps(message))])
             except BusUnavailable as exc:
                 raise RoomUnavailable(f"Other nodes cannot be reached now: {exc}") from exc
             if not reached:
                 raise NodeUnreachable(f"Node {node} does not answer")
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise NodeUnreachable(f"Node {node} did not answer {op} within {timeout:.0f} s") from None
-        finally:
-            self._pending.pop(call_id, None)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                raise NodeUnreachable(f"Node {node} did not answer {op} within {timeout:.0f} s") from None
 
     def deliver(self, node: str, key: str, event: ev.Event) -> None:
         """``event`` for session ``key`` on ``node``; the same event for several sessions on one
@@ -166,12 +150,7 @@ class Link:
             if kind == "events":
                 self._on_events(message["to"], decode_event(message["e"]))
             elif kind == "reply":
-                future = self._pending.get(message["id"])
-                if future is not None and not future.done():
-                    if "err" in message:
-                        future.set_exception(_as_exception(message["err"]))
-                    else:
-                        future.set_result(message.get("ok"))
+                self._calls.resolve(message)
             elif kind == "call":
                 task = asyncio.ensure_future(self._answer(message))
                 self._tasks.add(task)
@@ -180,18 +159,5 @@ class Link:
             log.exception("bad message on the bus: %s", text[:200])
 
     async def _answer(self, message: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"k": "reply", "id": message["id"]}
-        try:
-            reply["ok"] = await self._on_call(message["op"], message["p"])
-        except Exception as exc:
-            kind = _error_kind(exc)
-            if kind is None:
-                log.exception("failed on %s from node %s", message["op"], message["from"])
-                kind = "failure"
-            reply["err"] = {"kind": kind, "code": getattr(exc, "code", ""), "message": str(exc)}
-        self._reply(message["from"], reply)
-
-
-def _as_exception(err: dict[str, str]) -> Exception:
-    make = _ERRORS.get(err["kind"])
-    return make(err["code"], err["message"]) if make else RemoteFailure(err["message"])
+        reply = await answer(self._on_call, message, ERRORS, f"node {message['from']}")
+        self._reply(message["from"], {"k": "reply", **reply})

@@ -7,9 +7,8 @@ import random
 import time
 from collections.abc import Callable
 
-from ..state import Bus, NodeInfo, Store
+from ..state import Bus, NodeInfo, Store, StoreUnavailable
 from ..state.bus import BusUnavailable
-from ..state.resilient import StoreUnavailable
 from .link import channel
 
 HEARTBEAT_S = 1.0

@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import av
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +124,8 @@ class Catalog:
 
 def probe_duration(path: Path) -> float | None:
     """The time of the last packet in a media file, or None when it cannot be read."""
+    import av  # here: the room layer imports the catalog, and the protocol the room layer
+
     try:
         with av.open(str(path)) as container:
             last = 0.0

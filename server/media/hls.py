@@ -21,13 +21,14 @@ from typing import Any, cast
 import av
 from aiortc.codecs.h264 import H264PayloadDescriptor
 
+from .interfaces import PLAYLIST
 from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, play, vp8_payload
 
 log = logging.getLogger(__name__)
 
 SEGMENT_S = 1.0  # segment length: HLS latency is a few of these
 PLAYLIST_SEGMENTS = 6  # segments the live playlist lists; older ones are deleted
-PLAYLIST = "index.m3u8"
+
 MAX_INTERLEAVE_US = 500_000
 AAC_FRAME = 1024
 AUDIO_RATE = 48000

@@ -7,11 +7,46 @@ A ``MediaBackend`` is the SFU in this process (``Sfu``) or in a media worker pro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NewType, Protocol
+from dataclasses import dataclass
+from typing import Literal, NewType, Protocol
 
 PeerId = NewType("PeerId", str)
+Kind = Literal["audio", "video"]
+SourceRole = Literal["teacher", "stage"]  # the teacher's broadcast, or the student on stage
 OnFailed = Callable[[], None] | None
 OnQuality = Callable[[str, str], None] | None  # a subscriber's camera layer changed: (layer, reason)
+
+PLAYLIST = "index.m3u8"  # an HLS stream's playlist, in its own folder with its segments
+
+
+class SdpError(ValueError):
+    """The remote description (or an ICE candidate) could not be used."""
+
+
+# A publication's tracks by name: the microphone, the camera, the camera's low layer (sent a second
+# time, smaller and cheaper, for weak links) and the shared screen. A publish may name its m-lines
+# (`tracks`); unnamed, they are the audio, then the camera, then the screen.
+TRACK_NAMES = ("audio", "video", "video_low", "screen")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One of a subscriber's tracks: which track of which source it carries."""
+
+    name: str
+    kind: Kind
+    role: SourceRole
+    track: str  # the source's track (the teacher's camera slot may carry its low layer instead)
+
+
+# A subscriber's tracks, in m-line order (the `offer` message names them in `slots`).
+SLOTS = (
+    Slot("audio", "audio", "teacher", "audio"),
+    Slot("video", "video", "teacher", "video"),
+    Slot("screen", "video", "teacher", "screen"),
+    Slot("stage_audio", "audio", "stage", "audio"),
+    Slot("stage_video", "video", "stage", "video"),
+)
 
 
 class MediaBackend(Protocol):
@@ -31,7 +66,7 @@ class MediaBackend(Protocol):
         self, peer: PeerId, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
 
-    async def attach(self, subscription: PeerId, publication: PeerId | None, role: str = "teacher") -> None:
+    async def attach(self, subscription: PeerId, publication: PeerId | None, role: SourceRole = "teacher") -> None:
         """Feed ``subscription``'s ``role`` slots (teacher or stage) from ``publication`` (None: from
         nobody), from its next keyframe."""
 

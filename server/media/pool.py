@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .interfaces import MediaBackend, OnFailed, OnQuality, PeerId
+from .interfaces import MediaBackend, OnFailed, OnQuality, PeerId, SourceRole
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,9 @@ class MediaPool:
     ) -> None:
         await self.backends[peer.backend].add_ice_candidate(peer.peer, candidate, sdp_mid, sdp_mline_index)
 
-    async def attach(self, subscription: MediaPeer, publication: MediaPeer | None, role: str = "teacher") -> None:
+    async def attach(
+        self, subscription: MediaPeer, publication: MediaPeer | None, role: SourceRole = "teacher"
+    ) -> None:
         backend = self.backends[subscription.backend]
         if publication is None or publication.backend == subscription.backend:
             await backend.attach(subscription.peer, publication.peer if publication else None, role)

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .interfaces import OnFailed, OnQuality, PeerId
-from .sfu import SdpError
+from .interfaces import OnFailed, OnQuality, PeerId, SdpError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
@@ -24,7 +23,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .hls import hls_writer
-from .interfaces import OnFailed, OnQuality, PeerId
+from .interfaces import SLOTS, TRACK_NAMES, Kind, OnFailed, OnQuality, PeerId, SdpError, Slot, SourceRole
 from .layers import HIGH, LOW, START_QUIET_S, STILL, LayerChoice
 from .recorder import Recorder, record_track
 from .relay import RELAY_SSRC, RelayEgress, RelayIngress
@@ -40,36 +39,8 @@ from .seam import (
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["audio", "video"]
 KINDS: tuple[Kind, Kind] = ("audio", "video")
-Role = Literal["teacher", "stage"]
-
-
-# A publication's tracks by name: the microphone, the camera, the camera's low layer (sent a second
-# time, smaller and cheaper, for weak links) and the shared screen. A publish may name its m-lines
-# (`tracks`); unnamed, they are the audio, then the camera, then the screen.
-TRACK_NAMES = ("audio", "video", "video_low", "screen")
-UNNAMED = {"audio": ("audio",), "video": ("video", "screen")}
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """One of a subscriber's tracks: which track of which source it carries."""
-
-    name: str
-    kind: Kind
-    role: Role  # the teacher's broadcast, or the student on stage
-    track: str  # the source's track (the teacher's camera slot may carry its low layer instead)
-
-
-# A subscriber's tracks, in m-line order (the `offer` message names them in `slots`).
-SLOTS = (
-    Slot("audio", "audio", "teacher", "audio"),
-    Slot("video", "video", "teacher", "video"),
-    Slot("screen", "video", "teacher", "screen"),
-    Slot("stage_audio", "audio", "stage", "audio"),
-    Slot("stage_video", "video", "stage", "video"),
-)
+UNNAMED = {"audio": ("audio",), "video": ("video", "screen")}  # unnamed m-lines of each kind, in order
 CAMERA = SLOTS[1]  # the slot whose layer follows the student's link
 STILL_KEYFRAME_S = 3.0  # a student on still pictures gets a new one this often
 
@@ -83,10 +54,6 @@ class Source(Protocol):
     """What a subscription takes media from: a publication, or a relayed copy of one."""
 
     tracks: dict[str, UpTrack]
-
-
-class SdpError(ValueError):
-    """The remote description could not be used."""
 
 
 class Peer:
@@ -143,7 +110,7 @@ class Subscription(Peer):
     ) -> None:
         super().__init__(pc, on_failed)
         self.downtracks: dict[Slot, DownTrack] = {slot: DownTrack(slot.kind, stats) for slot in SLOTS}
-        self.sources: dict[Role, Source | None] = {"teacher": None, "stage": None}
+        self.sources: dict[SourceRole, Source | None] = {"teacher": None, "stage": None}
         self.layers = LayerChoice()
         self._on_quality = on_quality
         self._stills: asyncio.Task[None] | None = None
@@ -157,13 +124,13 @@ class Subscription(Peer):
         except (ValueError, KeyError, IndexError) as exc:
             raise SdpError(f"The answer could not be used: {exc}") from exc
 
-    def attach(self, source: Source | None, role: Role = "teacher") -> None:
+    def attach(self, source: Source | None, role: SourceRole = "teacher") -> None:
         """Take ``role``'s media from ``source`` (None: from nobody), from its next keyframe on."""
         self.detach(role)
         self.sources[role] = source
         self._link()
 
-    def detach(self, role: Role | None = None) -> None:
+    def detach(self, role: SourceRole | None = None) -> None:
         for slot, down in self.downtracks.items():
             if role not in (None, slot.role):
                 continue
@@ -344,7 +311,7 @@ class Sfu:
     async def attach(self, subscription: PeerId, publication: PeerId | None, role: str = "teacher") -> None:
         if role not in ("teacher", "stage"):
             raise LookupError(f"No role {role!r}; expected teacher or stage")
-        role = cast(Role, role)
+        role = cast(SourceRole, role)
         target = self._get(subscription, Subscription)
         if publication is None:
             target.attach(None, role)

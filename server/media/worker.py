@@ -17,8 +17,8 @@ import logging
 from typing import Any
 
 from .ice import use_host_addresses
-from .interfaces import PeerId
-from .sfu import SdpError, Sfu
+from .interfaces import PeerId, SdpError
+from .sfu import Sfu
 
 log = logging.getLogger(__name__)
 

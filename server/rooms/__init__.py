@@ -1,5 +1,7 @@
-"""The classroom's meaning: rooms, who is in them, who broadcasts and who receives."""
+"""The classroom's meaning: rooms, who is in them, who broadcasts and who receives, and what
+members may do there (``actions``)."""
 
-from .room import ClassroomError, Member, Room, Rooms
+from .members import ClassroomError, Member
+from .room import Room, Rooms
 
 __all__ = ["ClassroomError", "Member", "Room", "Rooms"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from ..media.hls import PLAYLIST
+from ..media.interfaces import PLAYLIST
 from ..media.pool import MediaPeer, MediaPool
 from ..tokens import Role
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from ..media.sfu import SLOTS
-
-MAX_SDP = 60_000
+from ..rooms.actions import ACTIONS, Message
+from ..rooms.actions import Offer as Offer  # the replies to room actions are part of the wire format too
+from ..rooms.actions import PollOpened as PollOpened
+from ..rooms.actions import PublishAnswer as PublishAnswer
 
 
 class ErrorCode(StrEnum):
@@ -59,14 +62,10 @@ class ProtocolError(Exception):
         self.retry_after = retry_after
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # Client -> server --------------------------------------------------------------------------------
 
 
-class Join(_Message):
+class Join(Message):
     type: Literal["join"]
     room: str = Field(min_length=1, max_length=128)
     token: str = Field(min_length=1, max_length=4096)
@@ -75,119 +74,22 @@ class Join(_Message):
     delivery: Literal["auto", "webrtc", "hls"] = "auto"
 
 
-class Publish(_Message):
-    type: Literal["publish"]
-    sdp: str = Field(min_length=1, max_length=MAX_SDP)
-    # what each audio/video m-line carries: "audio", "video", "video_low" (the camera again, smaller:
-    # the layer weak links get), "screen"; without it: the audio, the camera, then the screen
-    tracks: list[Literal["audio", "video", "video_low", "screen"]] | None = Field(default=None, max_length=4)
-
-
-class Subscribe(_Message):
-    type: Literal["subscribe"]
-
-
-class Unpublish(_Message):
-    type: Literal["unpublish"]
-
-
-class Answer(_Message):
-    type: Literal["answer"]
-    target: Literal["subscribe"] = "subscribe"
-    sdp: str = Field(min_length=1, max_length=MAX_SDP)
-
-
-class Ice(_Message):
-    type: Literal["ice"]
-    target: Literal["publish", "subscribe"]
-    candidate: str | None = Field(default=None, max_length=1024)
-    sdpMid: str | None = Field(default=None, max_length=64)  # noqa: N815 (browser's spelling)
-    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)  # noqa: N815
-    usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
-
-
-class Chat(_Message):
-    type: Literal["chat"]
-    text: str = Field(min_length=1, max_length=500)
-
-
-class RaiseHand(_Message):
-    type: Literal["hand"]
-    raised: bool
-
-
-class PollOpen(_Message):
-    type: Literal["poll_open"]
-    question: str = Field(min_length=1, max_length=300)
-    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=6)
-
-
-class PollAnswer(_Message):
-    type: Literal["poll_answer"]
-    poll_id: str = Field(min_length=1, max_length=32)
-    choice: int = Field(ge=0, le=5)
-
-
-class PollClose(_Message):
-    type: Literal["poll_close"]
-    poll_id: str = Field(min_length=1, max_length=32)
-    show: bool = False  # show the results to the class
-
-
-class Remove(_Message):
-    type: Literal["remove"]
-    participant_id: str = Field(min_length=1, max_length=64)
-
-
-class EndLesson(_Message):
-    type: Literal["end_lesson"]
-
-
-class Invite(_Message):
-    type: Literal["invite"]
-    participant_id: str = Field(min_length=1, max_length=64)
-
-
-class EndTurn(_Message):
-    type: Literal["end_turn"]
-
-
-class Mute(_Message):
-    type: Literal["mute"]
-    participant_id: str = Field(min_length=1, max_length=64)
-    muted: bool = True
-
-
-class Ping(_Message):
+class Ping(Message):
     type: Literal["ping"]
 
 
-class Leave(_Message):
+class Leave(Message):
     type: Literal["leave"]
 
 
-ClientMessage = Annotated[
-    Join
-    | Publish
-    | Unpublish
-    | Subscribe
-    | Answer
-    | Ice
-    | Chat
-    | RaiseHand
-    | PollOpen
-    | PollAnswer
-    | PollClose
-    | Remove
-    | EndLesson
-    | Invite
-    | EndTurn
-    | Mute
-    | Ping
-    | Leave,
-    Field(discriminator="type"),
-]
-_client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+# Every message a client may send: the session's own, and the room actions (``rooms.actions``).
+ClientMessage = Join | Ping | Leave | Message
+_client_message: TypeAdapter[ClientMessage] = TypeAdapter(
+    Annotated[  # type: ignore[arg-type]  # a union built from the table, which the checker cannot follow
+        functools.reduce(operator.or_, (Join, Ping, Leave, *(op.message for op in ACTIONS.values()))),
+        Field(discriminator="type"),
+    ]
+)
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -216,15 +118,16 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-# Server -> client --------------------------------------------------------------------------------
+# Server -> client ----------------------------------------------------------------------------------
+# (the replies to room actions are defined with the actions: PublishAnswer, Offer, PollOpened)
 
 
-class LessonRecording(_Message):
+class LessonRecording(Message):
     id: str
     url: str
 
 
-class Lesson(_Message):
+class Lesson(Message):
     """The timetable slot of the room (a class) now: what a student should see."""
 
     mode: Literal["live", "recorded"]
@@ -233,7 +136,7 @@ class Lesson(_Message):
     recording: LessonRecording | None  # played by a recorded slot, and when a live one has no live
 
 
-class Joined(_Message):
+class Joined(Message):
     type: Literal["joined"] = "joined"
     participant_id: str
     room: str
@@ -246,7 +149,7 @@ class Joined(_Message):
     hls: str | None = None  # watch this HLS playlist (no offer comes); None: WebRTC
 
 
-class ChatOut(_Message):
+class ChatOut(Message):
     type: Literal["chat"] = "chat"
     from_id: str
     name: str
@@ -255,18 +158,18 @@ class ChatOut(_Message):
     at: float
 
 
-class HandOut(_Message):
+class HandOut(Message):
     participant_id: str
     name: str
     at: float
 
 
-class Hands(_Message):
+class Hands(Message):
     type: Literal["hands"] = "hands"
     raised: list[HandOut]
 
 
-class RosterEntry(_Message):
+class RosterEntry(Message):
     participant_id: str
     name: str
     role: str
@@ -274,13 +177,13 @@ class RosterEntry(_Message):
     away: bool
 
 
-class Roster(_Message):
+class Roster(Message):
     type: Literal["roster"] = "roster"
     participants: list[RosterEntry]
     total: int
 
 
-class PollOut(_Message):
+class PollOut(Message):
     type: Literal["poll"] = "poll"
     poll_id: str
     question: str
@@ -288,7 +191,7 @@ class PollOut(_Message):
     answered: int | None = None
 
 
-class PollResults(_Message):
+class PollResults(Message):
     type: Literal["poll_results"] = "poll_results"
     poll_id: str
     question: str
@@ -298,70 +201,52 @@ class PollResults(_Message):
     final: bool
 
 
-class PollClosed(_Message):
+class PollClosed(Message):
     type: Literal["poll_closed"] = "poll_closed"
     poll_id: str
 
 
-class PollOpened(_Message):
-    type: Literal["poll_opened"] = "poll_opened"
-    poll_id: str
-
-
-class Invited(_Message):
+class Invited(Message):
     type: Literal["invited"] = "invited"
 
 
-class Stage(_Message):
+class Stage(Message):
     type: Literal["stage"] = "stage"
     participant_id: str | None
     name: str | None
     muted: bool = False
 
 
-class Removed(_Message):
+class Removed(Message):
     type: Literal["removed"] = "removed"
     reason: str
 
 
-class LessonEnded(_Message):
+class LessonEnded(Message):
     type: Literal["lesson_ended"] = "lesson_ended"
 
 
-class Offer(_Message):
-    type: Literal["offer"] = "offer"
-    target: Literal["subscribe"] = "subscribe"
-    sdp: str
-    slots: list[str] = Field(default_factory=lambda: [slot.name for slot in SLOTS])  # what each m-line carries
-
-
-class PublishAnswer(_Message):
-    type: Literal["answer"] = "answer"
-    target: Literal["publish"] = "publish"
-    sdp: str
-
-
-class Broadcast(_Message):
+class Broadcast(Message):
     type: Literal["broadcast"] = "broadcast"
     live: bool
 
 
-class Quality(_Message):
+class Quality(Message):
     type: Literal["quality"] = "quality"
     layer: Literal["high", "low", "still"]  # still: audio, and a picture every few seconds
     reason: str
 
 
-class Presence(_Message):
+class Presence(Message):
     type: Literal["presence"] = "presence"
     students: int
 
 
-class Pong(_Message):
+class Pong(Message):
     type: Literal["pong"] = "pong"
 
 
-class Error(_Message):
+class Error(Message):
     type: Literal["error"] = "error"
     code: ErrorCode
     message: str
@@ -369,12 +254,8 @@ class Error(_Message):
     retry_after: float | None = None  # seconds to wait before connecting again (server_full, unavailable)
 
 
-ServerMessage = _Message  # the base of every message the server sends
+ServerMessage = Message  # the base of every message the server sends
 
 
-def encode(message: _Message) -> str:
+def encode(message: Message) -> str:
     return message.model_dump_json()
-
-
-def as_dict(message: _Message) -> dict[str, Any]:
-    return message.model_dump(mode="json")

@@ -12,24 +12,25 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from ..cluster import Cluster, NodeUnreachable, RemoteFailure, RoomHandle, RoomUnavailable
 from ..lessons.schedule import Schedule
-from ..media.sfu import SdpError
+from ..media.interfaces import SdpError
 from ..metrics import SignalingMetrics
 from ..rooms import ClassroomError
 from ..rooms import events as ev
+from ..rooms.actions import Operation, Subscribe, operation_of
 from ..settings import Settings
-from ..state.resilient import StoreUnavailable
-from ..tokens import PUBLISHERS, SUBSCRIBERS, Role, TokenError, TokenExpired, verify_token
+from ..state import StoreUnavailable
+from ..tokens import SUBSCRIBERS, Role, TokenError, TokenExpired, verify_token
 from . import protocol as p
 
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 60.0  # clients ping every 20 s
 OUTBOX_LIMIT = 256  # messages queued for a client that does not read; then it is dropped
-CHAT_RATE_PER_S, CHAT_BURST = 1.0, 5  # per participant
 CLOSE_REPLACED = 4409  # the same participant joined again on a newer connection
 CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
 UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
 FULL_RETRY_S = (5.0, 15.0)  # a full server asks for a retry this much later
+SUBSCRIBE = Subscribe(type="subscribe")  # what a join asks for itself, unless it says not to
 
 
 def _as_message(event: ev.Event) -> p.ServerMessage:
@@ -129,7 +130,7 @@ class Session:
         self.room: RoomHandle | None = None
         self._gone = False  # left on purpose (leave, removed, lesson ended): no resuming
         self._held: list[Any] | None = None
-        self._chat_bucket = TokenBucket(CHAT_RATE_PER_S, CHAT_BURST, time.monotonic())
+        self._buckets: dict[str, TokenBucket] = {}  # for the actions with a rate of their own
         self.participant_id = ""
         self.name = ""
         self.role = Role.STUDENT
@@ -281,59 +282,15 @@ class Session:
         if isinstance(message, p.Ping):
             self.send(p.Pong())
             return
+        operation = operation_of(message)
         room = self.room
         if room is None:
-            raise p.ProtocolError(p.ErrorCode.NOT_JOINED, f"Expected join first, but got {message.type}")
+            raise p.ProtocolError(p.ErrorCode.NOT_JOINED, f"Expected join first, but got {operation.name}")
+        self._require(operation.roles, operation.verb)
+        if operation.rate is not None and not self._bucket_for(operation).take(time.monotonic()):
+            raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, f"At most {operation.rate.what}; this was dropped")
         try:
-            if isinstance(message, p.Publish):
-                if self.role is not Role.STUDENT:  # a student publishes on stage, when invited
-                    self._require(PUBLISHERS, "publish")
-                self.send(
-                    p.PublishAnswer(
-                        sdp=await room.publish(message.sdp, list(message.tracks) if message.tracks else None)
-                    )
-                )
-            elif isinstance(message, p.Unpublish):
-                await room.unpublish()
-            elif isinstance(message, p.Subscribe):
-                self._require(SUBSCRIBERS, "subscribe")
-                self.send(p.Offer(sdp=await room.subscribe()))
-            elif isinstance(message, p.Answer):
-                self._require(SUBSCRIBERS, "answer")
-                await room.accept_answer(message.sdp)
-            elif isinstance(message, p.Ice):
-                await room.add_ice_candidate(message.target, message.candidate, message.sdpMid, message.sdpMLineIndex)
-            elif isinstance(message, p.Chat):
-                if not self._chat_bucket.take(time.monotonic()):
-                    raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, "At most a chat message a second; this was dropped")
-                await room.chat(message.text)
-            elif isinstance(message, p.RaiseHand):
-                self._require(frozenset({Role.STUDENT}), "raise a hand")
-                await room.set_hand(message.raised)
-            elif isinstance(message, p.PollOpen):
-                self._require(PUBLISHERS, "open a poll")
-                self.send(p.PollOpened(poll_id=await room.open_poll(message.question, message.options)))
-            elif isinstance(message, p.PollAnswer):
-                self._require(frozenset({Role.STUDENT}), "answer a poll")
-                await room.answer_poll(message.poll_id, message.choice)
-            elif isinstance(message, p.PollClose):
-                self._require(PUBLISHERS, "close a poll")
-                await room.close_poll(message.poll_id, message.show)
-            elif isinstance(message, p.Remove):
-                self._require(PUBLISHERS, "remove a participant")
-                await room.remove(message.participant_id)
-            elif isinstance(message, p.Invite):
-                self._require(PUBLISHERS, "invite a student on stage")
-                await room.invite(message.participant_id)
-            elif isinstance(message, p.EndTurn):
-                self._require(PUBLISHERS, "end a student's turn")
-                await room.end_turn()
-            elif isinstance(message, p.Mute):
-                self._require(PUBLISHERS, "mute a participant")
-                await room.mute(message.participant_id, message.muted)
-            elif isinstance(message, p.EndLesson):
-                self._require(PUBLISHERS, "end the lesson")
-                await room.end_lesson()
+            reply = await room.perform(message)
         except ClassroomError as exc:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc)) from exc
         except SdpError as exc:
@@ -342,6 +299,17 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.BAD_STATE, str(exc)) from exc
         except UNREACHABLE as exc:
             raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, f"The room cannot be reached now; retry ({exc})") from exc
+        if reply is not None:
+            self.send(reply)
+
+    def _bucket_for(self, operation: Operation[Any]) -> TokenBucket:
+        assert operation.rate is not None
+        bucket = self._buckets.get(operation.name)
+        if bucket is None:
+            bucket = self._buckets[operation.name] = TokenBucket(
+                operation.rate.per_s, operation.rate.burst, time.monotonic()
+            )
+        return bucket
 
     def _require(self, roles: frozenset[Role], action: str) -> None:
         if self.role not in roles:
@@ -399,4 +367,6 @@ class Session:
         self._metrics.join_seconds.observe(time.perf_counter() - started)
         log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
         if self.role in SUBSCRIBERS and message.subscribe and result.hls is None:
-            self.send(p.Offer(sdp=await room.subscribe()))
+            offer = await room.perform(SUBSCRIBE)
+            if offer is not None:
+                self.send(offer)

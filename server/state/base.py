@@ -6,6 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
+class StoreUnavailable(Exception):
+    """The store does not answer and nothing known can stand in for the answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParticipantRecord:
     participant_id: str

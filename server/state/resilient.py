@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from redis.exceptions import ConnectionError, TimeoutError
 
-from .base import Store
+from .base import Store, StoreUnavailable
 from .redis import RedisStore
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ _READS = {
 
 
 Kwargs = dict[str, Any]
-
-
-class StoreUnavailable(Exception):
-    """Redis does not answer and nothing known can stand in for the answer."""
 
 
 class ResilientStore:

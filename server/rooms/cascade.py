@@ -1,28 +1,86 @@
-"""The cascade, edge side: this node's viewers of rooms held on other nodes.
+"""The cascade: a room held on one node (its origin) with viewers on others (edges).
 
-Each such room's broadcast arrives here once, into standing relay feeds (one for the teacher, one
-for the student on stage) that the room's node feeds; this node's viewers subscribe here, so a big
-room's fan-out is spread over every node that holds its sessions. A joiner starts from the
-picture group the feed keeps, without a keyframe request travelling to the teacher.
+Origin side: each edge says where its standing relay feeds listen (one per source: the teacher's
+broadcast, the student on stage); each gets an egress from the source's current publication, made
+again whenever that changes. The edge's viewers never reach the origin's media.
+
+Edge side: a room held elsewhere arrives here once, into those standing feeds; this node's viewers
+subscribe here, so a big room's fan-out is spread over every node that holds its sessions. A joiner
+starts from the picture group the feed keeps, without a keyframe request travelling to the teacher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from ..media.interfaces import SourceRole
 from ..media.pool import MediaPeer, MediaPool
-from ..rooms import Member
-from ..rooms.feeds import FeedRole
-from ..rooms.room import quality_teller
 from ..tokens import PUBLISHERS
-from .link import Link, NodeUnreachable, RemoteFailure, RoomUnavailable
+from .members import Member, quality_teller
 
 log = logging.getLogger(__name__)
 
-ROLES: tuple[FeedRole, FeedRole] = ("teacher", "stage")
+Address = tuple[str, int]
+SOURCES: tuple[SourceRole, SourceRole] = ("teacher", "stage")
+
+
+class OriginSide:
+    """A room held here: the other nodes with viewers of it, each fed its broadcast once."""
+
+    def __init__(self, room: str, media: MediaPool) -> None:
+        self._room = room
+        self._media = media
+        self._addresses: dict[tuple[str, SourceRole], Address] = {}  # (edge node, role) -> its feed
+        self._egresses: dict[tuple[str, SourceRole], MediaPeer] = {}
+        self._sources: dict[SourceRole, MediaPeer | None] = {"teacher": None, "stage": None}
+
+    @property
+    def nodes(self) -> set[str]:
+        return {node for node, _ in self._addresses}
+
+    @property
+    def egresses(self) -> list[MediaPeer]:
+        return list(self._egresses.values())
+
+    async def add(self, node: str, addresses: dict[SourceRole, Address]) -> None:
+        """Feed ``node``'s relay ingresses; a node that registers again gets fresh egresses."""
+        for role, address in addresses.items():
+            self._addresses[(node, role)] = address
+            await self._feed(node, role)
+        log.info("room %s: feeding edge %s", self._room, node)
+
+    async def remove(self, node: str) -> None:
+        for key in [key for key in self._addresses if key[0] == node]:
+            del self._addresses[key]
+            await self._stop(key)
+
+    async def source_changed(self, role: SourceRole, source: MediaPeer | None) -> None:
+        """``role``'s publication is now ``source`` (None: nobody publishes)."""
+        self._sources[role] = source
+        await asyncio.gather(*(self._feed(node, r) for node, r in list(self._addresses) if r == role))
+
+    async def close(self) -> None:
+        for key in list(self._egresses):
+            await self._stop(key)
+        self._addresses.clear()
+
+    async def _feed(self, node: str, role: SourceRole) -> None:
+        await self._stop((node, role))
+        source, address = self._sources[role], self._addresses.get((node, role))
+        if source is None or address is None:
+            return
+        try:
+            self._egresses[(node, role)] = await self._media.feed(source, *address)
+        except (LookupError, RuntimeError, OSError) as exc:
+            log.warning("room %s: could not feed %s on %s: %s", self._room, role, node, exc)
+
+    async def _stop(self, key: tuple[str, SourceRole]) -> None:
+        egress = self._egresses.pop(key, None)
+        if egress is not None:
+            await self._media.close(egress)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +94,24 @@ class Origin:
 
 @dataclass
 class _Feed:
-    feeds: dict[FeedRole, MediaPeer]
+    feeds: dict[SourceRole, MediaPeer]
     subscriptions: dict[str, MediaPeer] = field(default_factory=dict)  # by session key
 
 
-class Edge:
-    def __init__(self, node: str, media: MediaPool, link: Link, host: str) -> None:
-        self._node = node
+class Origins(Protocol):
+    """How an edge asks a room's node for its broadcast (the cluster's link)."""
+
+    async def feed(self, origin: Origin, addresses: dict[SourceRole, Address]) -> None: ...
+    async def unfeed(self, origin: Origin) -> None:
+        """Best effort: the origin also stops feeding an edge it finds dead."""
+
+
+class EdgeSide:
+    """This node's viewers of rooms held on other nodes, fed once per room into standing feeds."""
+
+    def __init__(self, media: MediaPool, origins: Origins, host: str) -> None:
         self._media = media
-        self._link = link
+        self._origins = origins
         self._host = host
         self._feeds: dict[Origin, asyncio.Task[_Feed]] = {}
 
@@ -87,8 +154,7 @@ class Edge:
         await self._close_subscription(feed, key)
         if not feed.subscriptions:
             await self._close(origin)
-            with contextlib.suppress(NodeUnreachable, RoomUnavailable, RemoteFailure, LookupError):
-                await self._link.call(origin.node, "unfeed", {"room": origin.room, "node": self._node})
+            await self._origins.unfeed(origin)
 
     async def drop_node(self, node: str) -> None:
         """``node`` died: the feeds it sent are closed (its rooms' viewers join again elsewhere)."""
@@ -102,13 +168,13 @@ class Edge:
         return task
 
     async def _open(self, origin: Origin) -> _Feed:
-        feeds: dict[FeedRole, MediaPeer] = {}
-        addresses: dict[str, tuple[str, int]] = {}
+        feeds: dict[SourceRole, MediaPeer] = {}
+        addresses: dict[SourceRole, Address] = {}
         try:
-            for role in ROLES:
+            for role in SOURCES:
                 feeds[role], port = await self._media.open_feed(origin.room, self._host)
                 addresses[role] = (self._host, port)
-            await self._link.call(origin.node, "feed", {"room": origin.room, "node": self._node, "feeds": addresses})
+            await self._origins.feed(origin, addresses)
         except BaseException:
             for peer in feeds.values():
                 await self._media.close(peer)

@@ -1,0 +1,349 @@
+"""Every room action, defined once: the message a member sends, who may send it, and what it does.
+
+The session's dispatch (``server/signaling``), the handles that reach a room here or on another node
+(``server/cluster``) and the operations a node accepts from others are all read from ``ACTIONS``.
+Adding an action is a message class here and one handler registered with ``@action``.
+
+An action runs where the room is held, except one that concerns the member's own subscription
+(``viewer``): that runs where the member's session is, since a viewer's media comes from its own
+node (the cascade's edge side).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..media.interfaces import SLOTS
+from ..tokens import PUBLISHERS, SUBSCRIBERS, Role
+from .members import ClassroomError, Member
+from .room import Room
+
+MAX_SDP = 60_000
+EVERYONE = frozenset(Role)
+STUDENTS = frozenset({Role.STUDENT})
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The actions' messages (client -> server) ---------------------------------------------------------
+
+
+class Publish(Message):
+    type: Literal["publish"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+    # what each audio/video m-line carries: "audio", "video", "video_low" (the camera again, smaller:
+    # the layer weak links get), "screen"; without it: the audio, the camera, then the screen
+    tracks: list[Literal["audio", "video", "video_low", "screen"]] | None = Field(default=None, max_length=4)
+
+
+class Unpublish(Message):
+    type: Literal["unpublish"]
+
+
+class Subscribe(Message):
+    type: Literal["subscribe"]
+
+
+class Answer(Message):
+    type: Literal["answer"]
+    target: Literal["subscribe"] = "subscribe"
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class Ice(Message):
+    type: Literal["ice"]
+    target: Literal["publish", "subscribe"]
+    candidate: str | None = Field(default=None, max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)  # noqa: N815 (browser's spelling)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)  # noqa: N815
+    usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
+
+
+class Chat(Message):
+    type: Literal["chat"]
+    text: str = Field(min_length=1, max_length=500)
+
+
+class RaiseHand(Message):
+    type: Literal["hand"]
+    raised: bool
+
+
+class PollOpen(Message):
+    type: Literal["poll_open"]
+    question: str = Field(min_length=1, max_length=300)
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=6)
+
+
+class PollAnswer(Message):
+    type: Literal["poll_answer"]
+    poll_id: str = Field(min_length=1, max_length=32)
+    choice: int = Field(ge=0, le=5)
+
+
+class PollClose(Message):
+    type: Literal["poll_close"]
+    poll_id: str = Field(min_length=1, max_length=32)
+    show: bool = False  # show the results to the class
+
+
+class Remove(Message):
+    type: Literal["remove"]
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class EndLesson(Message):
+    type: Literal["end_lesson"]
+
+
+class Invite(Message):
+    type: Literal["invite"]
+    participant_id: str = Field(min_length=1, max_length=64)
+
+
+class EndTurn(Message):
+    type: Literal["end_turn"]
+
+
+class Mute(Message):
+    type: Literal["mute"]
+    participant_id: str = Field(min_length=1, max_length=64)
+    muted: bool = True
+
+
+# Their replies (server -> the sender) -------------------------------------------------------------
+
+
+class PublishAnswer(Message):
+    type: Literal["answer"] = "answer"
+    target: Literal["publish"] = "publish"
+    sdp: str
+
+
+class Offer(Message):
+    type: Literal["offer"] = "offer"
+    target: Literal["subscribe"] = "subscribe"
+    sdp: str
+    slots: list[str] = Field(default_factory=lambda: [slot.name for slot in SLOTS])  # what each m-line carries
+
+
+class PollOpened(Message):
+    type: Literal["poll_opened"] = "poll_opened"
+    poll_id: str
+
+
+# The table ------------------------------------------------------------------------------------------
+
+A = TypeVar("A", bound=Message)
+A_contra = TypeVar("A_contra", bound=Message, contravariant=True)
+
+
+class Viewing(Protocol):
+    """Where a member's own subscription lives: the room, or this node's edge of a room held elsewhere."""
+
+    async def subscribe(self, member: Member) -> str: ...
+    async def accept_answer(self, member: Member, sdp: str) -> None: ...
+    async def add_subscriber_candidate(
+        self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None: ...
+
+
+class RoomHandler(Protocol[A_contra]):
+    def __call__(self, room: Room, member: Member, message: A_contra, /) -> Awaitable[Message | None]: ...
+
+
+class ViewerHandler(Protocol[A_contra]):
+    def __call__(self, viewing: Viewing, member: Member, message: A_contra, /) -> Awaitable[Message | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    per_s: float
+    burst: int
+    what: str  # for the refusal: "At most {what}; this was dropped"
+
+
+@dataclass(slots=True)
+class Operation(Generic[A]):
+    name: str  # the message's type, also the operation's name between nodes
+    message: type[A]
+    roles: frozenset[Role]  # who may send it (the room may refuse more: a student not invited on stage)
+    verb: str  # for the refusal: "A student may not {verb}"
+    reply: type[Message] | None = None
+    rate: Rate | None = None  # per participant, besides the session's own message budget
+    run: RoomHandler[A] | None = None  # where the room is held
+    view: ViewerHandler[A] | None = None  # where the session is, for the member's own subscription
+    viewer: Callable[[A], bool] = field(default=lambda message: True)  # which messages ``view`` takes
+
+    def for_viewer(self, message: A) -> bool:
+        return self.view is not None and (self.run is None or self.viewer(message))
+
+    def allows(self, role: Role) -> bool:
+        return role in self.roles
+
+
+ACTIONS: dict[str, Operation[Any]] = {}
+
+
+def _name(message: type[Message]) -> str:
+    (name,) = typing.get_args(message.model_fields["type"].annotation)
+    return str(name)
+
+
+def _entry(
+    message: type[A], roles: frozenset[Role], verb: str, reply: type[Message] | None, rate: Rate | None
+) -> Operation[A]:
+    name = _name(message)
+    entry = ACTIONS.get(name)
+    if entry is None:
+        entry = ACTIONS[name] = Operation(name, message, roles, verb, reply, rate)
+    elif (entry.roles, entry.reply) != (roles, reply):
+        raise TypeError(f"Action {name!r} is defined twice with different roles or replies")
+    return entry
+
+
+def action(
+    message: type[A],
+    roles: frozenset[Role],
+    verb: str,
+    *,
+    reply: type[Message] | None = None,
+    rate: Rate | None = None,
+) -> Callable[[RoomHandler[A]], RoomHandler[A]]:
+    """Register the handler that runs ``message`` in the room."""
+
+    def register(run: RoomHandler[A]) -> RoomHandler[A]:
+        _entry(message, roles, verb, reply, rate).run = run
+        return run
+
+    return register
+
+
+def viewer_action(
+    message: type[A],
+    roles: frozenset[Role],
+    verb: str,
+    *,
+    reply: type[Message] | None = None,
+    when: Callable[[A], bool] = lambda message: True,
+) -> Callable[[ViewerHandler[A]], ViewerHandler[A]]:
+    """Register the handler that runs ``message`` (those ``when`` picks) where the session is."""
+
+    def register(view: ViewerHandler[A]) -> ViewerHandler[A]:
+        entry = _entry(message, roles, verb, reply, None)
+        entry.view, entry.viewer = view, when
+        return view
+
+    return register
+
+
+def operation_of(message: Message) -> Operation[Any]:
+    return ACTIONS[_name(type(message))]
+
+
+# The handlers ---------------------------------------------------------------------------------------
+
+
+@action(Publish, PUBLISHERS | STUDENTS, "publish", reply=PublishAnswer)
+async def publish(room: Room, member: Member, message: Publish) -> PublishAnswer:
+    tracks: list[str] | None = list(message.tracks) if message.tracks else None
+    if member.role in PUBLISHERS:
+        return PublishAnswer(sdp=await room.publish(member, message.sdp, tracks))
+    return PublishAnswer(sdp=await room.publish_stage(member, message.sdp, tracks))  # when invited on stage
+
+
+@action(Unpublish, EVERYONE, "unpublish")
+async def unpublish(room: Room, member: Member, message: Unpublish) -> None:
+    if member.role in PUBLISHERS:
+        await room.unpublish(member)
+    elif room.stage.invited == member.participant_id:
+        await room.end_turn()
+    else:
+        raise ClassroomError("forbidden", f"A {member.role.value} may not unpublish; only teacher")
+
+
+@viewer_action(Subscribe, SUBSCRIBERS, "subscribe", reply=Offer)
+async def subscribe(viewing: Viewing, member: Member, message: Subscribe) -> Offer:
+    return Offer(sdp=await viewing.subscribe(member))
+
+
+@viewer_action(Answer, SUBSCRIBERS, "answer")
+async def accept_answer(viewing: Viewing, member: Member, message: Answer) -> None:
+    await viewing.accept_answer(member, message.sdp)
+
+
+@action(Ice, EVERYONE, "send ICE candidates")
+async def publisher_candidate(room: Room, member: Member, message: Ice) -> None:
+    await room.add_publisher_candidate(member, message.candidate, message.sdpMid, message.sdpMLineIndex)
+
+
+@viewer_action(Ice, EVERYONE, "send ICE candidates", when=lambda message: message.target == "subscribe")
+async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -> None:
+    await viewing.add_subscriber_candidate(member, message.candidate, message.sdpMid, message.sdpMLineIndex)
+
+
+@action(Chat, EVERYONE, "chat", rate=Rate(1.0, 5, "a chat message a second"))
+async def chat(room: Room, member: Member, message: Chat) -> None:
+    room.chat(member, message.text)
+
+
+@action(RaiseHand, STUDENTS, "raise a hand")
+async def set_hand(room: Room, member: Member, message: RaiseHand) -> None:
+    await room.set_hand(member, message.raised)
+
+
+@action(PollOpen, PUBLISHERS, "open a poll", reply=PollOpened)
+async def open_poll(room: Room, member: Member, message: PollOpen) -> PollOpened:
+    return PollOpened(poll_id=room.open_poll(message.question, message.options))
+
+
+@action(PollAnswer, STUDENTS, "answer a poll")
+async def answer_poll(room: Room, member: Member, message: PollAnswer) -> None:
+    await room.answer_poll(member, message.poll_id, message.choice)
+
+
+@action(PollClose, PUBLISHERS, "close a poll")
+async def close_poll(room: Room, member: Member, message: PollClose) -> None:
+    await room.close_poll(message.poll_id, message.show)
+
+
+@action(Remove, PUBLISHERS, "remove a participant")
+async def remove(room: Room, member: Member, message: Remove) -> None:
+    await room.remove(message.participant_id)
+
+
+@action(Invite, PUBLISHERS, "invite a student on stage")
+async def invite(room: Room, member: Member, message: Invite) -> None:
+    room.invite(message.participant_id)
+
+
+@action(EndTurn, PUBLISHERS, "end a student's turn")
+async def end_turn(room: Room, member: Member, message: EndTurn) -> None:
+    await room.end_turn()
+
+
+@action(Mute, PUBLISHERS, "mute a participant")
+async def mute(room: Room, member: Member, message: Mute) -> None:
+    await room.mute_stage(message.participant_id, message.muted)
+
+
+@action(EndLesson, PUBLISHERS, "end the lesson")
+async def end_lesson(room: Room, member: Member, message: EndLesson) -> None:
+    await room.end_lesson(member)
+
+
+async def perform(room: Room, member: Member, message: Message) -> Message | None:
+    """Run ``message`` for ``member`` in ``room``, held on this node."""
+    operation = operation_of(message)
+    if operation.for_viewer(message):
+        assert operation.view is not None
+        return await operation.view(room, member, message)
+    assert operation.run is not None
+    return await operation.run(room, member, message)
