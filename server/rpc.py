@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
-class RemoteFailure(Exception):
+class RemoteFailure(RuntimeError):
     """The other side failed on the call (it logged why)."""
 
 

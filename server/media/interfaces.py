@@ -6,9 +6,12 @@ A ``MediaBackend`` is the SFU in this process (``Sfu``) or in a media worker pro
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NewType, Protocol
+
+from ..rpc import Errors
 
 PeerId = NewType("PeerId", str)
 Kind = Literal["audio", "video"]
@@ -94,3 +97,20 @@ class MediaBackend(Protocol):
     async def stop_hls(self, publication: PeerId) -> None: ...
 
     async def forwarding_stats(self) -> dict[str, int]: ...
+
+
+# Every call a backend answers, read from the protocol: a media worker serves these, and its client
+# in the main process forwards exactly these (``remote.py``).
+MEDIA_CALLS: dict[str, inspect.Signature] = {
+    name: inspect.signature(call) for name, call in vars(MediaBackend).items() if inspect.iscoroutinefunction(call)
+}
+# Arguments that are callbacks: they stay in the calling process, keyed by the peer the call makes.
+CALLBACKS = ("on_failed", "on_quality")
+# Errors that cross from a worker to the main process as themselves; anything else is RemoteFailure.
+MEDIA_ERRORS = Errors(
+    {
+        "sdp": (SdpError, lambda code, message: SdpError(message)),
+        "lookup": (LookupError, lambda code, message: LookupError(message)),
+        "timeout": (TimeoutError, lambda code, message: TimeoutError(message)),
+    }
+)

@@ -2,10 +2,10 @@
 
     python -m server.media.worker --socket PATH [--video-codec VP8] [--ice-address IP ...]
 
-Calls arrive as JSON lines on a Unix socket: ``{"id", "op", "args"}``; answers are
-``{"id", "result"}`` or ``{"id", "error": {"type", "message"}}``; a peer connection that fails is
-reported as ``{"event": "failed", "peer"}``. Calls are served in order, one at a time, so a
-subscriber's answer is always handled before its ICE candidates.
+Calls arrive as JSON lines on a Unix socket, in the form of ``server/rpc.py``; a callback the
+caller passed (a peer connection failed, a subscriber's layer changed) comes back as
+``{"event": "on_failed" | "on_quality", "peer", "args"}``. Calls are served in order, one at a
+time, so a subscriber's answer is always handled before its ICE candidates.
 """
 
 from __future__ import annotations
@@ -14,32 +14,15 @@ import argparse
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from ..rpc import answer
 from .ice import use_host_addresses
-from .interfaces import PeerId, SdpError
+from .interfaces import CALLBACKS, MEDIA_CALLS, MEDIA_ERRORS, PeerId
 from .sfu import Sfu
 
 log = logging.getLogger(__name__)
-
-OPERATIONS = frozenset(
-    {
-        "publish",
-        "subscribe",
-        "accept_answer",
-        "add_ice_candidate",
-        "attach",
-        "set_muted",
-        "close",
-        "open_relay_ingress",
-        "open_relay_egress",
-        "forwarding_stats",
-        "start_recording",
-        "stop_recording",
-        "start_hls",
-        "stop_hls",
-    }
-)
 
 
 class WorkerServer:
@@ -51,33 +34,31 @@ class WorkerServer:
             writer.write(json.dumps(message).encode() + b"\n")
 
         while line := await reader.readline():
-            message = json.loads(line)
-            try:
-                result = await self._call(message["op"], message.get("args", {}), emit)
-                emit({"id": message["id"], "result": result})
-            except (SdpError, LookupError, TimeoutError) as exc:
-                emit({"id": message["id"], "error": {"type": type(exc).__name__, "message": str(exc)}})
-            except Exception as exc:
-                log.exception("media worker failed on %s", message.get("op"))
-                emit({"id": message["id"], "error": {"type": "RuntimeError", "message": str(exc)}})
+            call = json.loads(line)
+            emit(await answer(lambda op, args: self._call(op, args, emit), call, MEDIA_ERRORS, "the main process"))
         log.info("the main process went away; stopping")
         await self._sfu.shutdown()
         asyncio.get_running_loop().stop()
 
-    async def _call(self, op: str, args: dict[str, Any], emit: Any) -> Any:
-        if op not in OPERATIONS:
+    async def _call(self, op: str, args: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        signature = MEDIA_CALLS.get(op)
+        if signature is None:
             raise LookupError(f"Unknown operation {op!r}")
-        if op in ("publish", "subscribe"):
-            box: list[PeerId] = []
-            args["on_failed"] = lambda: box and emit({"event": "failed", "peer": box[0]})
-            if op == "subscribe":
-                args["on_quality"] = lambda layer, reason: (
-                    box and emit({"event": "quality", "peer": box[0], "layer": layer, "reason": reason})
-                )
-            peer, sdp = await getattr(self._sfu, op)(**args)
-            box.append(peer)
-            return {"peer": peer, "sdp": sdp}
+        made: list[PeerId] = []  # the peer this call makes, once it has
+
+        def relay(event: str) -> Callable[..., None]:
+            def tell(*values: Any) -> None:
+                if made:
+                    emit({"event": event, "peer": made[0], "args": list(values)})
+
+            return tell
+
+        for name in CALLBACKS:
+            if name in signature.parameters:
+                args[name] = relay(name)
         result = await getattr(self._sfu, op)(**args)
+        if any(name in signature.parameters for name in CALLBACKS):
+            made.append(result[0])  # a call taking callbacks makes a peer: (its id, its SDP)
         return list(result) if isinstance(result, tuple) else result
 
 
