@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .keyframes import KeyframeRequests
-from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, keyframe_detector
+from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, build_packet, keyframe_detector, seq_newer
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class UpTrack:
                     self._gop.append(packet)
                 else:
                     self._gop = None
-        if self.last_seq is None or ((seq - self.last_seq) & 0xFFFF) < 0x8000:
+        if self.last_seq is None or not seq_newer(self.last_seq, seq):
             self.last_seq = seq
             self.last_ts = ts
             self.last_arrival = time.monotonic()
@@ -320,7 +320,7 @@ class DownTrack:
         if self.keyframes_only and not self._in_keyframe(ts, keyframe):
             self._seq_offset = (self._seq_offset - 1) & 0xFFFF  # the subscriber sees no gap to NACK
             return
-        data = (
+        data = (  # build_packet inlined: this runs once per subscriber per packet
             RTP_HEADER.pack(
                 RTP_VERSION_BYTE,
                 (0x80 if marker else 0) | self.payload_type,
@@ -415,16 +415,7 @@ class DownTrack:
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
                 data = header + RTX_OSN.pack(out_seq) + payload
             else:
-                data = (
-                    RTP_HEADER.pack(
-                        RTP_VERSION_BYTE,
-                        (0x80 if marker else 0) | self.payload_type,
-                        out_seq,
-                        self.out_timestamp(ts),
-                        self.ssrc,
-                    )
-                    + payload
-                )
+                data = build_packet(marker, self.payload_type, out_seq, self.out_timestamp(ts), self.ssrc, payload)
             if not self._send(data):
                 self.stats.send_errors += 1
                 return

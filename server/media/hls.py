@@ -15,13 +15,11 @@ import logging
 import queue
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any, cast
 
 import av
 from aiortc.codecs.h264 import H264PayloadDescriptor
 
-from .interfaces import PLAYLIST
 from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, play, vp8_payload
 
 log = logging.getLogger(__name__)
@@ -181,7 +179,3 @@ class HlsWriter:
         assert self.container is not None and stream is not None
         packet.stream = stream
         self.container.mux(packet)
-
-
-def playlist_path(directory: Path) -> Path:
-    return directory / PLAYLIST
