@@ -193,7 +193,7 @@ class Cluster:
                 return
             raise RoomUnavailable(f"Room {payload['room']!r} is not held here now; join again")
         if op == "feed":
-            feeds = {role: (host, port) for role, (host, port) in payload["feeds"].items()}
+            feeds = {role: (host, port, key) for role, (host, port, key) in payload["feeds"].items()}
             await room.edges.add(payload["node"], feeds)
         else:
             await room.edges.remove(payload["node"])

@@ -52,6 +52,7 @@ class ForwardingStats:
     retransmits: int = 0
     decoded_frames: int = 0
     recording_failures: int = 0  # recordings ended by an error (a full disk): the lesson went on
+    relay_rejected: int = 0  # datagrams to a relay without its key's tag: dropped
 
 
 @dataclass(slots=True)

@@ -78,12 +78,14 @@ class MediaBackend(Protocol):
 
     async def close(self, peer: PeerId) -> None: ...
 
-    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:
-        """A publication fed by another backend or node over UDP on ``host``; returns its id and port.
-        A standing one has its tracks before anything arrives and outlives the egresses feeding it."""
+    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int, str]:
+        """A publication fed by another backend or node over UDP on ``host``; returns its id, port
+        and key (only an egress given the key can feed it). A standing one has its tracks before
+        anything arrives and outlives the egresses feeding it."""
 
-    async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
-        """Send ``publication``'s packets to a relay ingress at ``host:port``; returns the egress id."""
+    async def open_relay_egress(self, publication: PeerId, port: int, key: str, host: str = "127.0.0.1") -> PeerId:
+        """Send ``publication``'s packets to the relay ingress at ``host:port`` that ``key`` opens;
+        returns the egress id."""
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         """Record ``publication`` to ``path`` (WebM) until it ends or ``stop_recording``."""

@@ -108,20 +108,20 @@ class MediaPool:
         return self._relays[key]
 
     async def _open_relay(self, publication: MediaPeer, index: int) -> tuple[MediaPeer, MediaPeer]:
-        ingress, port = await self.backends[index].open_relay_ingress()
-        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port)
+        ingress, port, key = await self.backends[index].open_relay_ingress()
+        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port, key)
         return MediaPeer(index, ingress), MediaPeer(publication.backend, egress)
 
-    async def open_feed(self, room: str, host: str) -> tuple[MediaPeer, int]:
+    async def open_feed(self, room: str, host: str) -> tuple[MediaPeer, int, str]:
         """A standing relay ingress on ``host`` for a broadcast held on another node (the cascade),
-        on the room's home backend; returns it and its port."""
+        on the room's home backend; returns it, its port and its key."""
         index = self.home(room)
-        peer, port = await self.backends[index].open_relay_ingress(host, standing=True)
-        return MediaPeer(index, peer), port
+        peer, port, key = await self.backends[index].open_relay_ingress(host, standing=True)
+        return MediaPeer(index, peer), port, key
 
-    async def feed(self, publication: MediaPeer, host: str, port: int) -> MediaPeer:
-        """Send ``publication`` to another node's feed at ``host:port``; returns the egress."""
-        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port, host)
+    async def feed(self, publication: MediaPeer, host: str, port: int, key: str) -> MediaPeer:
+        """Send ``publication`` to another node's feed at ``host:port`` (opened by ``key``); returns the egress."""
+        egress = await self.backends[publication.backend].open_relay_egress(publication.peer, port, key, host)
         return MediaPeer(publication.backend, egress)
 
     async def close(self, peer: MediaPeer) -> None:

@@ -10,11 +10,17 @@ from RTP by their first byte (RTP's is 0x80-0xBF):
   tracks (kind, codec, clock rate, SSRC); a new epoch means a new publication behind the relay;
 - ``S`` + SSRC, NTP, RTP, egress -> ingress: the publisher's clock, for lip sync downstream;
 - ``K`` + SSRC, ingress -> egress: a keyframe request, coalesced on both sides.
+
+Every datagram ends with a tag, a truncated HMAC-SHA256 under the ingress's own key, which reaches
+the egress only through whoever set the relay up (the pool, or the cascade's call over the bus).
+A datagram without the right tag is dropped and counted (``relay_rejected``), so a stranger who
+reaches the port can neither inject media nor move the ingress's feedback to another address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import secrets
@@ -29,23 +35,45 @@ RELAY_SSRC = {"audio": 1, "video": 2, "screen": 3, "video_low": 4}  # track name
 _SR = struct.Struct("!cIQI")  # b"S", ssrc, ntp, rtp
 _KEYFRAME = struct.Struct("!cI")  # b"K", ssrc
 ANNOUNCE_INTERVAL_S = 1.0
+TAG_BYTES = 8
+
+
+def new_key() -> str:
+    return secrets.token_hex(16)
+
+
+def _tag(key: bytes, data: bytes) -> bytes:
+    return hmac.digest(key, data, "sha256")[:TAG_BYTES]
+
+
+def sign(key: bytes, data: bytes) -> bytes:
+    return data + _tag(key, data)
+
+
+def verified(key: bytes, datagram: bytes) -> bytes | None:
+    """The datagram without its tag, or None when the tag is not ours."""
+    if len(datagram) <= TAG_BYTES:
+        return None
+    data, tag = datagram[:-TAG_BYTES], datagram[-TAG_BYTES:]
+    return data if hmac.compare_digest(tag, _tag(key, data)) else None
 
 
 class RelayEgress(asyncio.DatagramProtocol):
     """Sends a source's tracks to an ingress on ``port``."""
 
-    def __init__(self, source: Any, stats: ForwardingStats) -> None:
+    def __init__(self, source: Any, stats: ForwardingStats, key: str) -> None:
         self._source = source
         self._stats = stats
+        self._key = bytes.fromhex(key)
         self._transport: asyncio.DatagramTransport | None = None
         self.downtracks: dict[str, DownTrack] = {}
         self._announcer: asyncio.Task[None] | None = None
         self.epoch = secrets.token_hex(4)
 
     @classmethod
-    async def open(cls, source: Any, host: str, port: int, stats: ForwardingStats) -> RelayEgress:
+    async def open(cls, source: Any, host: str, port: int, key: str, stats: ForwardingStats) -> RelayEgress:
         loop = asyncio.get_running_loop()
-        _, egress = await loop.create_datagram_endpoint(lambda: cls(source, stats), remote_addr=(host, port))
+        _, egress = await loop.create_datagram_endpoint(lambda: cls(source, stats, key), remote_addr=(host, port))
         egress._start()
         return egress
 
@@ -55,7 +83,7 @@ class RelayEgress(asyncio.DatagramProtocol):
     def _send(self, data: bytes) -> bool:
         if self._transport is None or self._transport.is_closing():
             return False
-        self._transport.sendto(data)
+        self._transport.sendto(sign(self._key, data))
         return True
 
     def _start(self) -> None:
@@ -89,7 +117,11 @@ class RelayEgress(asyncio.DatagramProtocol):
                 if report is not None:
                     self._send(_SR.pack(b"S", down.ssrc, *report))
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def datagram_received(self, datagram: bytes, addr: tuple[str | Any, int]) -> None:
+        data = verified(self._key, datagram)
+        if data is None:
+            self._stats.relay_rejected += 1
+            return
         if len(data) == _KEYFRAME.size and data[:1] == b"K":
             _, ssrc = _KEYFRAME.unpack(data)
             for down in self.downtracks.values():
@@ -113,6 +145,8 @@ class RelayIngress(asyncio.DatagramProtocol):
     def __init__(self, stats: ForwardingStats, keyframe_interval_s: float) -> None:
         self._stats = stats
         self._keyframe_interval_s = keyframe_interval_s
+        self.key = new_key()  # given to the one egress meant to feed this ingress
+        self._key = bytes.fromhex(self.key)
         self._transport: asyncio.DatagramTransport | None = None
         self._egress: tuple[str, int] | None = None
         self._epoch: str | None = None
@@ -138,8 +172,10 @@ class RelayIngress(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def datagram_received(self, datagram: bytes, addr: tuple[str | Any, int]) -> None:
+        data = verified(self._key, datagram)
         if not data:
+            self._stats.relay_rejected += 1
             return
         if data[0] & 0xC0 == 0x80:
             if len(data) <= 12:
@@ -177,7 +213,7 @@ class RelayIngress(asyncio.DatagramProtocol):
 
     async def _ask_egress(self, ssrc: int) -> None:
         if self._transport is not None and self._egress is not None:
-            self._transport.sendto(_KEYFRAME.pack(b"K", ssrc), self._egress)
+            self._transport.sendto(sign(self._key, _KEYFRAME.pack(b"K", ssrc)), self._egress)
 
     async def close(self) -> None:
         for up in self.tracks.values():

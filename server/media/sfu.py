@@ -331,7 +331,7 @@ class Sfu:
             if up.kind == kind:
                 up.muted = muted
 
-    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int]:
+    async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int, str]:
         """A relayed copy of a publication, listening on ``host``. A standing one has its tracks
         (this server's codecs) from the start: subscribers attach before any egress feeds it."""
         ingress, port = await RelayIngress.open(self.stats, self.keyframe_interval_s, host)
@@ -344,13 +344,13 @@ class Sfu:
                     {"name": name, "kind": kind, "mime": codec.mimeType, "clock": codec.clockRate, "ssrc": ssrc}
                 )
             ingress.expect(tracks)
-        return self._add(ingress), port
+        return self._add(ingress), port, ingress.key
 
-    async def open_relay_egress(self, publication: PeerId, port: int, host: str = "127.0.0.1") -> PeerId:
+    async def open_relay_egress(self, publication: PeerId, port: int, key: str, host: str = "127.0.0.1") -> PeerId:
         source = self._peers.get(publication)
         if not isinstance(source, Publication | RelayIngress):
             raise LookupError(f"No publication {publication!r} here")
-        return self._add(await RelayEgress.open(source, host, port, self.stats))
+        return self._add(await RelayEgress.open(source, host, port, key, self.stats))
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         source = self._get(publication, Publication)

@@ -23,7 +23,7 @@ from .members import Member, quality_teller
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
+Address = tuple[str, int, str]  # where a feed listens, and the key that opens it
 SOURCES: tuple[SourceRole, SourceRole] = ("teacher", "stage")
 
 
@@ -172,8 +172,8 @@ class EdgeSide:
         addresses: dict[SourceRole, Address] = {}
         try:
             for role in SOURCES:
-                feeds[role], port = await self._media.open_feed(origin.room, self._host)
-                addresses[role] = (self._host, port)
+                feeds[role], port, key = await self._media.open_feed(origin.room, self._host)
+                addresses[role] = (self._host, port, key)
             await self._origins.feed(origin, addresses)
         except BaseException:
             for peer in feeds.values():
