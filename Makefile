@@ -1,30 +1,42 @@
 # Two commands: `make serve` starts a working server, `make test` runs every test.
-# Each creates the virtual environment it needs.
+# Each creates the virtual environment it needs: serving installs the package alone, testing adds
+# the test extra (Playwright, Locust, numpy...). `make bench` uses the test extra too.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
+# What each installed, newer than pyproject.toml while it is current.
+SERVE_STAMP := $(VENV)/.installed-serve
+TEST_STAMP  := $(VENV)/.installed-test
+
 .PHONY: serve test bench venv clean
 
-$(BIN)/skyclass: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-venv: $(BIN)/skyclass
+# The test extra serves as well: both stamps are current after it.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(SERVE_STAMP)
 
-serve: venv
+venv: $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/skyclass serve --host $(HOST) --port $(PORT) $(ARGS)
 
-test: venv
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fan-out benchmark against MediaRelay and Janus (installs Debian's janus when missing).
-bench: venv
+bench: $(TEST_STAMP)
 	SKYCLASS_BENCH_INSTALL=1 $(BIN)/python -m loadtest.fanout $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build dist

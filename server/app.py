@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.resources
 import logging
 import os
 import re
@@ -45,7 +46,17 @@ from .tokens import Role, TokenError, issue_token, parse_duration, verify_token
 
 log = logging.getLogger(__name__)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_web"
+
+def _client_dir() -> Path:
+    """The web client's folder. A wheel carries it as package data, server/web (pyproject.toml maps
+    client_web/ there); a checkout, installed editable or not, has it as client_web/ beside server/
+    (setuptools' editable finder does not serve a folder mapped into a package from elsewhere)."""
+    packaged = Path(str(importlib.resources.files("server") / "web"))
+    checkout = Path(__file__).resolve().parent.parent / "client_web"
+    return checkout if not packaged.is_dir() and checkout.is_dir() else packaged
+
+
+CLIENT_DIR = _client_dir()
 HLS_FILE = re.compile(r"index\.m3u8|seg-\d{6}\.ts")
 PLAYLIST_CACHE = {"Cache-Control": "public, max-age=1"}  # a cache asks again about once a segment
 SEGMENT_CACHE = {"Cache-Control": "public, max-age=86400, immutable"}
