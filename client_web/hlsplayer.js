@@ -1,20 +1,26 @@
+// @ts-check
 // Plays a live HLS playlist in a <video> (the server sends big rooms' viewers to its HLS tier):
 // Chromium through hls.js (Media Source Extensions), loaded only when a page first needs it;
 // browsers that play HLS natively (Safari) without it.
+
+/** @typedef {import("./globals").HlsConstructor} HlsConstructor */
+/** @typedef {import("./globals").HlsInstance} HlsInstance */
 
 const HLS_JS = "/static/vendor/hls.light.min.js"; // hls.js 1.7.4, Apache-2.0 (vendor/hls.js.LICENSE)
 
 const RETRY_MS = 1000;
 
+/** @type {Promise<HlsConstructor> | null} */
 let loading = null;
 
+/** @returns {Promise<HlsConstructor>} */
 function loadHlsJs() {
   if (window.Hls) return Promise.resolve(window.Hls);
   if (!loading) {
     loading = new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = HLS_JS;
-      script.onload = () => resolve(window.Hls);
+      script.onload = () => (window.Hls ? resolve(window.Hls) : reject(new Error("hls.js did not load")));
       script.onerror = () => reject(new Error("hls.js could not be loaded"));
       document.head.append(script);
     });
@@ -23,14 +29,20 @@ function loadHlsJs() {
 }
 
 export class HlsPlayer {
+  /** @param {HTMLVideoElement} video */
   constructor(video) {
     this.video = video;
+    /** @type {string | null} */
     this.url = null;
+    /** @type {HlsInstance | null} */
     this.hls = null;
     this.errors = 0;
   }
 
-  /** Play `url` (again, after a stop); a missing playlist (the teacher just started) is retried. */
+  /**
+   * Play `url` (again, after a stop); a missing playlist (the teacher just started) is retried.
+   * @param {string} url
+   */
   async play(url) {
     if (this.url === url) return;
     this.stop();
@@ -75,7 +87,8 @@ export class HlsPlayer {
 
   /** Seconds behind the live edge the player is (null until it knows). */
   latency() {
-    return this.hls && Number.isFinite(this.hls.latency) ? this.hls.latency : null;
+    const latency = this.hls ? this.hls.latency : null;
+    return typeof latency === "number" && Number.isFinite(latency) ? latency : null;
   }
 
   /** Pictures shown so far. */

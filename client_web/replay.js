@@ -1,3 +1,4 @@
+// @ts-check
 // Sky Classroom — replay page (点播回看).
 //
 // /replay/{id}      one recorded lesson: the video (seekable), its title, teacher, date,
@@ -8,8 +9,23 @@
 // Reads GET /api/recordings/{id} and GET /api/recordings?room=R; the media is
 // /recordings/{id}.webm, served with HTTP range requests so the browser can seek.
 
-import { $, expose } from "/static/skyclass.js";
+import { $, expose, video as videoEl } from "./dom.js";
 
+/**
+ * A recorded lesson as the API gives it (GET /api/recordings/{id}).
+ * @typedef {object} Recording
+ * @property {string} id
+ * @property {string} [room]
+ * @property {string} [title]
+ * @property {string} [teacher]
+ * @property {string} [start] ISO date and time
+ * @property {number | null} [duration] seconds
+ * @property {string} [status] complete, recording, interrupted, failed
+ * @property {string} url
+ * @property {string} [replay] the page's address
+ */
+
+/** @type {Record<string, string>} */
 const STATUS_TEXT = {
   complete: "完整 Complete",
   recording: "录制中 Recording now",
@@ -17,16 +33,21 @@ const STATUS_TEXT = {
   failed: "失败 Failed",
 };
 
-const video = $("video");
+const video = videoEl("video");
 const errorBox = $("error");
 
 const page = {
-  mode: null, // "player" | "list"
+  /** @type {"player" | "list" | null} */
+  mode: null,
+  /** @type {string | null} */
   id: null,
+  /** @type {string | null} */
   room: null,
-  recording: null, // the API's record for /replay/{id}
+  /** @type {Recording | null} the API's record for /replay/{id} */
+  recording: null,
   listed: 0, // recordings listed
   loaded: false, // the API answered (or failed)
+  /** @type {string | null} */
   error: null,
   seeks: 0,
 };
@@ -56,9 +77,13 @@ expose({ stats });
 
 // --- formatting ------------------------------------------------------------------------------
 
+/** @param {number} n */
 const pad = (n) => String(n).padStart(2, "0");
 
-/** "2025-11-29 20:13" in the viewer's time zone; "—" when unknown. */
+/**
+ * "2025-11-29 20:13" in the viewer's time zone; "—" when unknown.
+ * @param {string | null | undefined} iso
+ */
 function formatDate(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
@@ -66,7 +91,10 @@ function formatDate(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** "20:05" or "1:02:03"; "—" when unknown. */
+/**
+ * "20:05" or "1:02:03"; "—" when unknown.
+ * @param {number | null | undefined} seconds
+ */
 function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "—";
   const total = Math.round(Number(seconds));
@@ -76,14 +104,19 @@ function formatDuration(seconds) {
   return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
 }
 
+/** @param {string | undefined} status */
 function statusBadge(status) {
   const el = document.createElement("span");
   el.className = "status-badge";
   el.dataset.status = status || "";
-  el.textContent = STATUS_TEXT[status] || status || "—";
+  el.textContent = STATUS_TEXT[status || ""] || status || "—";
   return el;
 }
 
+/**
+ * @param {string} title
+ * @param {string} detail
+ */
 function showProblem(title, detail) {
   page.error = title;
   errorBox.replaceChildren();
@@ -102,15 +135,30 @@ function showProblem(title, detail) {
 
 // --- data ----------------------------------------------------------------------------------
 
+/** An HTTP error, with its status. */
+class HttpError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} status
+   */
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
+ * @param {string} url
+ * @returns {Promise<any>}
+ */
 async function getJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!response.ok) {
-    const err = new Error(`${url}: HTTP ${response.status}`);
-    err.status = response.status;
-    throw err;
-  }
+  if (!response.ok) throw new HttpError(`${url}: HTTP ${response.status}`, response.status);
   return response.json();
 }
+
+/** @param {unknown} e */
+const describe = (e) => String((e instanceof Error && e.message) || e);
 
 function route() {
   const q = new URLSearchParams(location.search);
@@ -128,20 +176,22 @@ function route() {
 
 // --- one lesson ----------------------------------------------------------------------------
 
+/** @param {string} id */
 async function showRecording(id) {
   page.mode = "player";
   page.id = id;
+  /** @type {Recording} */
   let r;
   try {
     r = await getJSON(`/api/recordings/${encodeURIComponent(id)}`);
   } catch (e) {
     page.loaded = true;
-    if (e.status === 404) showProblem("找不到这节录播课 This recorded lesson was not found.", `(${id})`);
-    else showProblem("无法读取录播课 Cannot load the recorded lesson.", String(e.message || e));
+    if (e instanceof HttpError && e.status === 404) showProblem("找不到这节录播课 This recorded lesson was not found.", `(${id})`);
+    else showProblem("无法读取录播课 Cannot load the recorded lesson.", describe(e));
     return;
   }
   page.recording = r;
-  page.room = r.room;
+  page.room = r.room || null;
   const title = r.title || r.room || r.id;
   document.title = `${title} · 点播回看 Replay · 天空课堂 Sky Classroom`;
   $("room").textContent = r.room || "—";
@@ -177,14 +227,19 @@ video.addEventListener("error", () => {
 
 // --- the class's lessons -------------------------------------------------------------------
 
+/**
+ * @param {string | null} room
+ * @param {string | null} [exceptId]
+ */
 async function showList(room, exceptId = null) {
   const section = $("list-section");
   const list = $("list");
+  /** @type {Recording[]} */
   let recordings;
   try {
     recordings = await getJSON(room ? `/api/recordings?room=${encodeURIComponent(room)}` : "/api/recordings");
   } catch (e) {
-    if (page.mode === "list") showProblem("无法读取录播课列表 Cannot load the recorded lessons.", String(e.message || e));
+    if (page.mode === "list") showProblem("无法读取录播课列表 Cannot load the recorded lessons.", describe(e));
     page.loaded = true;
     return;
   }

@@ -1,0 +1,35 @@
+// Globals the pages meet: hls.js (client_web/vendor/hls.light.min.js, loaded by hlsplayer.js only
+// when a page needs it, as a classic script that sets window.Hls), and what the pages expose for
+// the tests (window.skyclass). Types only: nothing here runs in the browser.
+
+/** The part of hls.js 1.x that hlsplayer.js uses. */
+export interface HlsErrorData {
+  type: string;
+  details: string;
+  fatal: boolean;
+}
+
+export interface HlsInstance {
+  readonly latency: number;
+  on(event: string, listener: (event: string, data: HlsErrorData) => void): void;
+  loadSource(url: string): void;
+  attachMedia(media: HTMLMediaElement): void;
+  recoverMediaError(): void;
+  destroy(): void;
+}
+
+export interface HlsConstructor {
+  new (config?: { liveSyncDurationCount?: number; liveMaxLatencyDurationCount?: number }): HlsInstance;
+  readonly Events: { readonly ERROR: string };
+  readonly ErrorTypes: { readonly MEDIA_ERROR: string; readonly NETWORK_ERROR: string };
+  isSupported(): boolean;
+}
+
+declare global {
+  interface Window {
+    /** hls.js, once its script has run. */
+    Hls?: HlsConstructor;
+    /** What a page shows the tests: `stats()` and, on the classroom pages, `dropConnection()`. */
+    skyclass?: Readonly<Record<string, unknown>>;
+  }
+}

@@ -1,0 +1,210 @@
+// The signaling messages of docs/protocol.md (server/signaling/protocol.py), as the pages read them.
+// Types only: nothing here runs in the browser.
+
+export type Role = "teacher" | "student" | "inspector" | "admin";
+
+/** The names a `publish` gives its m-lines (`tracks`). */
+export type TrackName = "audio" | "video" | "video_low" | "screen";
+
+/** What each m-line of the subscription offer carries (`slots`). */
+export type Slot = "audio" | "video" | "screen" | "stage_audio" | "stage_video";
+
+export interface LessonRecording {
+  id: string;
+  url: string;
+}
+
+export interface Lesson {
+  mode: "live" | "recorded";
+  subject: string;
+  class_name: string;
+  recording: LessonRecording | null;
+}
+
+export interface Joined {
+  type: "joined";
+  participant_id: string;
+  room: string;
+  role: Role;
+  name: string;
+  live: boolean;
+  lesson?: Lesson | null;
+  resumed?: boolean;
+  hand?: boolean;
+  hls?: string | null;
+}
+
+export interface ChatOut {
+  type: "chat";
+  from_id: string;
+  name: string;
+  role: Role;
+  text: string;
+  at: number;
+}
+
+export interface HandOut {
+  participant_id: string;
+  name: string;
+  at: number;
+}
+
+export interface Hands {
+  type: "hands";
+  raised: HandOut[];
+}
+
+export interface RosterEntry {
+  participant_id: string;
+  name: string;
+  role: Role;
+  hand: boolean;
+  away: boolean;
+}
+
+export interface Roster {
+  type: "roster";
+  participants: RosterEntry[];
+  total: number;
+}
+
+export interface PollOut {
+  type: "poll";
+  poll_id: string;
+  question: string;
+  options: string[];
+  answered?: number | null;
+}
+
+export interface PollResults {
+  type: "poll_results";
+  poll_id: string;
+  question: string;
+  options: string[];
+  counts: number[];
+  answered: number;
+  final: boolean;
+}
+
+export interface PollClosed {
+  type: "poll_closed";
+  poll_id: string;
+}
+
+export interface PollOpened {
+  type: "poll_opened";
+  poll_id: string;
+}
+
+export interface Invited {
+  type: "invited";
+}
+
+export interface StageOut {
+  type: "stage";
+  participant_id: string | null;
+  name: string | null;
+  muted?: boolean;
+}
+
+export interface Removed {
+  type: "removed";
+  reason: string;
+}
+
+export interface LessonEnded {
+  type: "lesson_ended";
+}
+
+export interface Offer {
+  type: "offer";
+  target: "subscribe";
+  sdp: string;
+  slots?: string[];
+}
+
+export interface PublishAnswer {
+  type: "answer";
+  target: "publish";
+  sdp: string;
+}
+
+export interface IceOut {
+  type: "ice";
+  target: "publish" | "subscribe";
+  candidate: string | null;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+}
+
+export interface Broadcast {
+  type: "broadcast";
+  live: boolean;
+}
+
+export interface Quality {
+  type: "quality";
+  layer: "high" | "low" | "still";
+  reason: string;
+}
+
+export interface Presence {
+  type: "presence";
+  students: number;
+}
+
+export interface Pong {
+  type: "pong";
+}
+
+/** A server error, or the same shape made up by a page (its own codes: see dom.js). */
+export interface ErrorOut {
+  type?: "error";
+  code: string;
+  message: string;
+  fatal?: boolean;
+  retry_after?: number | null;
+}
+
+export type ServerMessage =
+  | Joined
+  | ChatOut
+  | Hands
+  | Roster
+  | PollOut
+  | PollResults
+  | PollClosed
+  | PollOpened
+  | Invited
+  | StageOut
+  | Removed
+  | LessonEnded
+  | Offer
+  | PublishAnswer
+  | IceOut
+  | Broadcast
+  | Quality
+  | Presence
+  | Pong
+  | (ErrorOut & { type: "error" });
+
+/** What the pages send (client → server). */
+export type ClientMessage =
+  | { type: "join"; room: string; token: string; delivery?: "auto" | "webrtc" | "hls" }
+  | { type: "publish"; sdp: string; tracks: TrackName[] }
+  | { type: "unpublish" }
+  | { type: "subscribe" }
+  | { type: "answer"; target: "subscribe"; sdp: string }
+  | { type: "ice"; target: "publish" | "subscribe"; candidate: string | null; sdpMid: string | null; sdpMLineIndex: number | null }
+  | { type: "chat"; text: string }
+  | { type: "hand"; raised: boolean }
+  | { type: "poll_open"; question: string; options: string[] }
+  | { type: "poll_answer"; poll_id: string; choice: number }
+  | { type: "poll_close"; poll_id: string; show: boolean }
+  | { type: "remove"; participant_id: string }
+  | { type: "invite"; participant_id: string }
+  | { type: "end_turn" }
+  | { type: "mute"; participant_id: string; muted: boolean }
+  | { type: "end_lesson" }
+  | { type: "ping" }
+  | { type: "leave" };
