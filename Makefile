@@ -11,7 +11,7 @@ PORT   ?= 8080
 SERVE_STAMP := $(VENV)/.installed-serve
 TEST_STAMP  := $(VENV)/.installed-test
 
-.PHONY: serve test bench venv clean
+.PHONY: serve test lint bench venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ serve: $(SERVE_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Types and style: mypy (strict) and ruff on the server, tsc (strict, JSDoc) on the pages.
+lint: $(TEST_STAMP)
+	$(BIN)/mypy server
+	$(BIN)/ruff check server tests loadtest
+	sh client_web/typecheck.sh
 
 # The fan-out benchmark against MediaRelay and Janus (installs Debian's janus when missing).
 bench: $(TEST_STAMP)

@@ -4,6 +4,7 @@
 // `lesson_ended` or a fatal error) comes back by itself with the same token; within 30 s the
 // server resumes the session (`joined.resumed`).
 
+import { pageToken } from "./credential.js";
 import { showError, clearError, shownError } from "./dom.js";
 
 /** @typedef {import("./protocol").ServerMessage} ServerMessage */
@@ -27,8 +28,16 @@ export function pageParams() {
   // delivery: "hls" asks for the HTTP stream (networks that block WebRTC); the server may choose it anyway
   const asked = q.get("delivery");
   const delivery = asked === "webrtc" || asked === "hls" ? asked : "auto";
-  return { room: (q.get("room") || "").trim(), token: (q.get("token") || "").trim(), delivery };
+  return { room: (q.get("room") || "").trim(), token: pageToken(), delivery };
 }
+
+/**
+ * The secret `joined.resume` gave this tab's seat: the next join sends it, so that a page whose
+ * old connection still hangs on the server (a phone that changed networks, a reload) takes its
+ * seat back at once, which the same link opened elsewhere cannot.
+ * @param {string} room
+ */
+const seatKey = (room) => `skyclass.seat:${room}`;
 
 // Close codes that follow a refusal (bad token, wrong room, removed, …): never reconnect after them.
 /** @param {number} code */
@@ -91,6 +100,20 @@ export class Signaling {
     this.reconnects = 0; // `joined` again after a dropped connection
     this.retryAfterMs = 0; // the server asked us to wait this long before the next attempt
   }
+  /**
+   * This tab's seat secret for the room: read, or (given) kept.
+   * @param {string} [secret]
+   * @returns {string}
+   */
+  seat(secret) {
+    try {
+      if (secret) sessionStorage.setItem(seatKey(this.room), secret);
+      return sessionStorage.getItem(seatKey(this.room)) || "";
+    } catch {
+      return secret || "";
+    }
+  }
+
 
   get url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -129,6 +152,8 @@ export class Signaling {
       /** @type {Extract<ClientMessage, {type: "join"}>} */
       const join = { type: "join", room: this.room, token: this.token };
       if (this.delivery !== "auto") join.delivery = this.delivery;
+      const seat = this.seat();
+      if (seat) join.resume = seat;
       this.send(join);
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => {
@@ -164,6 +189,7 @@ export class Signaling {
       if (msg.type === "pong") return;
       if (msg.type === "joined") {
         this.joined = msg;
+        this.seat(msg.resume);
         if (this.everJoined) this.reconnects += 1;
         this.everJoined = true;
         this.attempt = 0;

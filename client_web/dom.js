@@ -117,6 +117,7 @@ const ERROR_TEXT = {
   rate_limited: "操作太频繁 Too many messages — slow down.",
   already_answered: "这次投票您已经回答过了 You already answered this poll.",
   removed: "老师已将您移出本节课 The teacher removed you from this lesson.",
+  seat_taken: "您已在另一台设备上进入本节课，请先关闭那里 You are in this lesson on another device — close it there first.",
   server_full: "服务器已满，请稍后再试 The server is full — please try again later.",
   server_error: "服务器内部错误 Something went wrong on the server.",
   // Client-side problems, same display.

@@ -32,6 +32,13 @@ export interface Joined {
   resumed?: boolean;
   hand?: boolean;
   hls?: string | null;
+  resume?: string;
+}
+
+export interface SeatTaken {
+  type: "seat_taken";
+  participant_id: string;
+  name: string;
 }
 
 export interface ChatOut {
@@ -168,6 +175,7 @@ export interface ErrorOut {
 
 export type ServerMessage =
   | Joined
+  | SeatTaken
   | ChatOut
   | Hands
   | Roster
@@ -190,7 +198,7 @@ export type ServerMessage =
 
 /** What the pages send (client → server). */
 export type ClientMessage =
-  | { type: "join"; room: string; token: string; delivery?: "auto" | "webrtc" | "hls" }
+  | { type: "join"; room: string; token: string; delivery?: "auto" | "webrtc" | "hls"; resume?: string }
   | { type: "publish"; sdp: string; tracks: TrackName[] }
   | { type: "unpublish" }
   | { type: "subscribe" }

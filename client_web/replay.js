@@ -9,6 +9,7 @@
 // Reads GET /api/recordings/{id} and GET /api/recordings?room=R; the media is
 // /recordings/{id}.webm, served with HTTP range requests so the browser can seek.
 
+import { pageToken } from "./credential.js";
 import { $, expose, video as videoEl } from "./dom.js";
 
 /**
@@ -152,7 +153,13 @@ class HttpError extends Error {
  * @returns {Promise<any>}
  */
 async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  // The lessons are the class's own: the page's token (from the pupil's or teacher's page, or
+  // ?token=) goes with every request.
+  const token = pageToken();
+  /** @type {Record<string, string>} */
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(url, { headers });
   if (!response.ok) throw new HttpError(`${url}: HTTP ${response.status}`, response.status);
   return response.json();
 }

@@ -190,6 +190,15 @@ function onMessage(msg) {
     case "lesson_ended":
       showNotice("lesson_ended");
       break;
+    case "seat_taken":
+      // Someone opened a pupil's link while the pupil is in the lesson: a leaked link, or a
+      // second device. They were refused; the teacher may revoke the link if it was not them.
+      showError({
+        code: "seat_taken",
+        message: `${msg.name} 的链接在另一处被打开，已拒绝 ${msg.name}'s link was opened somewhere else and refused`,
+        fatal: false,
+      });
+      break;
     case "ice":
       if (msg.target === "publish") publisher.addIce(msg);
       else if (msg.target === "subscribe") subscription.addIce(msg);

@@ -76,8 +76,8 @@ class SignalingClient:
                 self._arrived.clear()
                 await self._arrived.wait()
 
-    async def join(self, room: str, token: str) -> dict[str, Any]:
-        await self.send({"type": "join", "room": room, "token": token})
+    async def join(self, room: str, token: str, resume: str | None = None) -> dict[str, Any]:
+        await self.send({"type": "join", "room": room, "token": token} | ({"resume": resume} if resume else {}))
         return await self.expect("joined")
 
     async def close(self) -> None:

@@ -229,8 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "loadtest.probes",
             "--url",
             url,
-            "--secret",
-            secret,
+            f"--secret={secret}",  # one piece: a secret may start with "-"
             "--duration",
             str(args.duration - 2),
             "--ramp",

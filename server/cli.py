@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from typing import Annotated, Any
 
 import typer
@@ -84,25 +86,58 @@ def _log_config(level: str, style: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "server.cli.RedactTokens"}},
         "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"]}},
         "root": {"handlers": ["default"], "level": level.upper()},
     }
+
+
+class RedactTokens(logging.Filter):
+    """Tokens never reach a log: ``token=...`` in a logged URL (uvicorn's access log) is cut."""
+
+    PATTERN = re.compile(r"((?:^|[?&])token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = self.PATTERN.sub(r"\1[redacted]", record.msg)
+        return True
 
 
 @app.command()
 def token(
     room: Annotated[str, typer.Option(help="Room the token admits to")],
-    role: Annotated[Role, typer.Option(help="teacher, student, inspector or admin")],
+    role: Annotated[Role, typer.Option(help="teacher, student, inspector, reviewer or admin")],
     name: Annotated[str, typer.Option(help="Name shown to others")],
-    ttl: Annotated[str, typer.Option(help="Lifetime: 90s, 45m, 2h, 1d")] = "2h",
+    ttl: Annotated[str, typer.Option(help="Lifetime: 90s, 45m, 2h (at most 12h; admins 2h)")] = "2h",
+    scope: Annotated[str | None, typer.Option(help="Admins: 'city', or the school (as named in the timetable)")] = None,
 ) -> None:
-    """Print a signed join token."""
+    """Print a signed token."""
+    settings = Settings()
+    if role is Role.ADMIN and scope is None:
+        raise typer.BadParameter("an admin token needs --scope city, or --scope <school>", param_hint="--scope")
     try:
         ttl_s = parse_duration(ttl)
+        token = issue_token(
+            settings.signing_secret,
+            room=room,
+            role=role,
+            name=name,
+            ttl_s=ttl_s,
+            scope=scope,
+            lifetimes=settings.lifetimes,
+        )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--ttl") from exc
-    typer.echo(issue_token(Settings().signing_secret, room=room, role=role, name=name, ttl_s=ttl_s))
+        raise typer.BadParameter(str(exc), param_hint="--ttl / --scope") from exc
+    typer.echo(token)
+
+
+@app.command("media-secret")
+def media_secret() -> None:
+    """Print the secret that signs media URLs, for nginx's secure_link (README, private media)."""
+    typer.echo(Settings().media_secret)
 
 
 if __name__ == "__main__":

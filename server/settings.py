@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -10,6 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .tokens import Lifetimes, check_secret, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +25,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     redis_url: str | None = Field(default=None, description="Redis URL; embedded state when unset")
-    secret: str | None = Field(default=None, min_length=32, description="Token signing secret")
+    secret: str | None = Field(default=None, description="Token signing secret (at least 32 bytes)")
     data_dir: Path = Path.home() / ".skyclass"
     # Host addresses offered as ICE candidates. Empty: every interface plus 127.0.0.1.
     ice_addresses: list[str] = []
@@ -32,11 +37,31 @@ class Settings(BaseSettings):
     public_url: str | None = None
     video_codec: Literal["VP8", "H264"] = "VP8"
     max_message_bytes: int = 64 * 1024
-    join_timeout_s: float = 10.0
-    max_sessions: int = 15_000
-    # Per-socket message budget: a token bucket refilled at `rate_per_s`, holding `burst`.
+    join_timeout_s: float = 10.0  # from connecting, whatever the socket sends before its join
+    max_sessions: int = 15_000  # joined sessions
+    # Sockets not joined yet have a budget of their own, so strangers cannot take the seats: in all,
+    # and per client address (a school's pupils may share one); join attempts per address too.
+    max_unjoined: int = 2_000
+    max_unjoined_per_address: int = 100
+    join_rate_per_address: float = 20.0
+    join_burst_per_address: int = 200
+    # Addresses of the proxies in front (nginx): their X-Forwarded-For names the client.
+    trusted_proxies: list[str] = []
+    # Pages of these origins only may open /ws (e.g. ["https://class.example.edu.cn"]); empty: any.
+    allowed_origins: list[str] = []
+    # Per-participant message budget: a token bucket refilled at `rate_per_s`, holding `burst`.
     message_rate_per_s: float = 50.0
     message_burst: int = 100
+    # The longest a token may live: join tokens (pupils, teachers, inspectors, reviewers), admins'.
+    max_token_ttl: str = "12h"
+    max_admin_token_ttl: str = "2h"
+    # Signed media URLs (recordings, HLS) handed to members live this long (rounded up, so a
+    # class shares one URL and a cache one copy).
+    media_url_ttl: str = "4h"
+    # /metrics needs `Authorization: Bearer <metrics_token>` when set; /docs and /openapi.json are
+    # served only when api_docs is on.
+    metrics_token: str | None = None
+    api_docs: bool = True
     keyframe_request_interval_s: float = 0.5
     # Media in worker processes (one per core is the production shape); 0 keeps it in this process.
     media_workers: int = 0
@@ -61,18 +86,38 @@ class Settings(BaseSettings):
         return self.data_dir / "hls"
 
     @cached_property
+    def lifetimes(self) -> Lifetimes:
+        return Lifetimes(parse_duration(self.max_token_ttl), parse_duration(self.max_admin_token_ttl))
+
+    @cached_property
     def signing_secret(self) -> str:
-        """The configured secret, or a development secret generated once and kept on disk."""
+        """The configured secret, or a development secret generated once and kept on disk (made
+        atomically, readable by this user only); refused when shorter than 32 bytes."""
         if self.secret:
-            return self.secret
+            return check_secret(self.secret)
         path = self.data_dir / "secret"
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        path.touch(mode=0o600)
-        path.write_text(value)
-        return value
+        if not path.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+            try:
+                os.link(temporary, path)  # never replaces a secret another process made first
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        try:
+            return check_secret(path.read_text().strip())
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}; delete it to have a new one made") from exc
+
+    @cached_property
+    def media_secret(self) -> str:
+        """What signs media URLs (and what nginx's secure_link is given): derived from the signing
+        secret, so one secret serves every node and a leaked nginx config cannot mint tokens."""
+        return hmac.new(self.signing_secret.encode(), b"skyclass media urls", hashlib.sha256).hexdigest()
 
     def describe_secret(self) -> str:
         if self.secret:

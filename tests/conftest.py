@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.tokens import Role, issue_token
+from server.tokens import CITY, Role, issue_token
 
 TEST_SECRET = "test-secret-" + "x" * 32
 
@@ -35,8 +35,14 @@ class ServerProcess:
     log_path: Path
     process: subprocess.Popen[bytes]
 
-    def token(self, room: str, role: str, name: str, ttl_s: int = 3600) -> str:
-        return issue_token(TEST_SECRET, room=room, role=Role(role), name=name, ttl_s=ttl_s)
+    def member(self, room: str, role: str = "teacher") -> dict[str, str]:
+        """Headers that make an HTTP request one of ``room``'s members (room data is theirs only)."""
+        return {"Authorization": "Bearer " + self.token(room, role, f"a {role} of {room}")}
+
+    def token(self, room: str, role: str, name: str, ttl_s: int = 3600, scope: str | None = None) -> str:
+        """A token for ``room``; an admin's scope is the city unless ``scope`` names a school."""
+        scope = scope or (CITY if role == "admin" else None)
+        return issue_token(TEST_SECRET, room=room, role=Role(role), name=name, ttl_s=ttl_s, scope=scope)
 
     def metric(self, name: str) -> float:
         """One sample from /metrics (the first whose name matches exactly)."""

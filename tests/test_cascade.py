@@ -20,7 +20,9 @@ from .test_hls import decode_live, wait_for_playlist
 
 def edge_url(node: ServerProcess, room: str) -> str:
     """Where ``/api/edge`` sends a new viewer of ``room`` (as a websocket URL)."""
-    found = httpx.get(f"{node.url}/api/edge", params={"room": room}, timeout=5).json()
+    found = httpx.get(
+        f"{node.url}/api/edge", params={"room": room}, headers=node.member(room, "student"), timeout=5
+    ).json()
     return str(found["url"]).replace("http://", "ws://") + "/ws"
 
 
@@ -34,7 +36,8 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         assert edge_url(origin, room) in (first_edge.ws_url, second_edge.ws_url)  # never the origin
 
         wei_token = first_edge.token(room, "student", "Wei")
-        wei = await joined(first_edge, room, "student", "Wei", wei_token)
+        wei = await SignalingClient.connect(first_edge.ws_url)
+        wei_seat = (await wei.join(room, wei_token))["resume"]
         fang = await joined(second_edge, room, "student", "Fang")
         subscriptions = {"Wei": await subscribe(wei), "Fang": await subscribe(fang)}
         publisher = await publish(teacher, PatternTrack())
@@ -72,7 +75,7 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         while (target := edge_url(origin, room)) != second_edge.ws_url:  # the dead one's last heartbeat
             await asyncio.sleep(0.2)
         wei = await SignalingClient.connect(target)
-        joined_again = await wei.join(room, wei_token)
+        joined_again = await wei.join(room, wei_token, resume=wei_seat)  # the page keeps its seat's secret
         assert joined_again["resumed"] is True
         subscriptions["Wei"] = await subscribe(wei)
         await next_frame_within(subscriptions["Wei"][1]["video"], 5)

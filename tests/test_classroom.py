@@ -198,11 +198,17 @@ async def test_a_reconnect_before_the_drop_is_noticed_takes_over(server: ServerP
     room = "class-takeover"
     teacher = await joined(server, room, "teacher", "Ms Li")
     token = server.token(room, "student", "Wei")
-    old = await joined(server, room, "student", "Wei", token)
+    old = await SignalingClient.connect(server.ws_url)
+    old_seat = (await old.join(room, token))["resume"]
     await old.send({"type": "hand", "raised": True})
     await until(teacher, "hands", lambda m: m["raised"])
+    stranger = await SignalingClient.connect(server.ws_url)  # the same link, without the seat's secret
+    await stranger.send({"type": "join", "room": room, "token": token})
+    assert (await stranger.expect("error"))["code"] == "seat_taken"
+    assert await closed_with(stranger) == 4409
+    assert (await until(teacher, "seat_taken", lambda m: True))["name"] == "Wei"  # the teacher sees it
     new = await SignalingClient.connect(server.ws_url)  # the old socket is still open on the server
-    again = await new.join(room, token)
+    again = await new.join(room, token, resume=old_seat)
     assert (again["resumed"], again["hand"]) == (True, True)
     assert await closed_with(old) == 4409
     await teacher.send({"type": "poll_open", "question": "?", "options": ["a", "b"]})

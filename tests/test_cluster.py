@@ -81,7 +81,7 @@ async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> N
 
         async with httpx.AsyncClient() as http:
             for node in (a, b, c):  # every node answers for the room
-                status = (await http.get(f"{node.url}/api/rooms/{room}")).json()
+                status = (await http.get(f"{node.url}/api/rooms/{room}", headers=node.member(room))).json()
                 assert status == {"room": room, "live": True, "students": 2}
             # one node holds the room (A, unless its CPU looked busier at the first join); the others
             # relay their sessions' signaling, and serve their students the broadcast it feeds them
@@ -94,7 +94,9 @@ async def test_a_room_spans_three_nodes(tmp_path: Path, cluster_redis: str) -> N
             assert all(node.metric("skyclass_sfu_packets_out_total") > 0 for node in edges)
             assert b.metric('skyclass_participants{role="student"}') == 1
             # the lesson's recording, on the holder's disk, is in the catalog every node lists
-            listed = (await http.get(f"{others[0].url}/api/recordings", params={"room": room})).json()
+            listed = (
+                await http.get(f"{others[0].url}/api/recordings", params={"room": room}, headers=others[0].member(room))
+            ).json()
             assert [r["status"] for r in listed] == ["recording"], listed
             assert (await http.get(f"{holder.url}{listed[0]['url']}")).status_code == 200
             elsewhere = await http.get(f"{others[0].url}{listed[0]['url']}")
@@ -172,7 +174,7 @@ async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redi
         processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
         async with httpx.AsyncClient() as http:
             while True:  # state converges: node A writes what its room knows again
-                response = await http.get(f"{b.url}/api/rooms/{room}")
+                response = await http.get(f"{b.url}/api/rooms/{room}", headers=b.member(room))
                 status = response.json() if response.status_code != 503 else "unavailable"
                 if status == {"room": room, "live": True, "students": 2}:
                     break
@@ -225,7 +227,7 @@ async def test_workers_share_one_port(tmp_path: Path, cluster_redis: str) -> Non
         for client in clients:
             assert (await client.expect("chat"))["text"] == "大家好"
         async with httpx.AsyncClient() as http:
-            assert (await http.get(f"{node.url}/api/rooms/{room}")).json()["students"] == 6
+            assert (await http.get(f"{node.url}/api/rooms/{room}", headers=node.member(room))).json()["students"] == 6
         await asyncio.sleep(0.5)
         records = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
         joins = [r for r in records if r["message"] == "joined" and r.get("room") == room]

@@ -169,8 +169,14 @@ async def test_replay_page_plays_and_seeks_the_demo_lesson(server: Any) -> None:
     async with chromium() as browser:
         page = log.watch(await browser.new_page(viewport={"width": 1000, "height": 700}), "replay")
         try:
+            # Recorded lessons are their classes' own: a stranger's page finds nothing.
             await page.goto(f"{server.url}/replay/demo")
+            s = await wait_stats(page, "s.loaded")
+            await expect(page.locator("#error")).to_be_visible()
+            # A pupil of a class whose timetable plays the demo lesson; the token leaves the address bar.
+            await page.goto(f"{server.url}/replay/demo?token={server.token('g7-1', 'student', 'Wei')}")
             s = await wait_stats(page, "s.loaded && s.duration !== null && s.readyState >= 1")
+            assert "token" not in page.url
             assert s["mode"] == "player" and s["id"] == "demo", s
             assert abs(s["duration"] - 20) <= 1, s
             await expect(page.locator("#title")).not_to_have_text("—")

@@ -5,6 +5,7 @@ while the lesson runs."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def segment_numbers(playlist: str) -> list[int]:
 async def joined_over_hls(server: ServerProcess, room: str, name: str) -> dict:  # type: ignore[type-arg]
     client = await joined_raw(server, room, name)
     joined_message = await client.expect("joined")
-    assert joined_message["hls"] == f"/hls/{room}/index.m3u8"
+    assert re.fullmatch(rf"/media/[\w-]{{22}}/\d+/hls/{room}/index\.m3u8", joined_message["hls"])  # signed
     with pytest.raises(TimeoutError):
         await client.expect("offer", timeout=0.5)  # HLS viewers get no WebRTC offer
     return joined_message

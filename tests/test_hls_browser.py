@@ -37,7 +37,7 @@ async def test_a_student_past_the_threshold_plays_hls(tmp_path: Path) -> None:
             await fang.goto(learn_url(server, room, "Fang"))
             shown = await wait_stats(fang, "s.source === 'hls' && s.videoWidth > 0", timeout=30_000)
             first_frame_s = time.monotonic() - opened
-            assert shown["hls"]["url"] == f"/hls/{room}/index.m3u8" and shown["subscriptions"] == 0
+            assert shown["hls"]["url"].endswith(f"/hls/{room}/index.m3u8") and shown["subscriptions"] == 0
             frames = shown["liveFramesDecoded"]
             playing = await wait_stats(fang, f"s.source === 'hls' && s.liveFramesDecoded > {frames + 30}")
             print(

@@ -187,17 +187,17 @@ def test_the_installed_package_serves_pages_modules_and_joins(
         assert answer.content == shipped.read(WEB + script), script
     assert httpx.get(url + "/static/style.css", timeout=10).status_code == 200
     # the demo lesson was made at start, without numpy
-    assert "demo" in [r["id"] for r in httpx.get(url + "/api/recordings", timeout=10).json()]
-
     room = "install-check"
-    token = subprocess.run(
-        [str(fresh_env / "bin" / "skyclass"), "token", "--room", room, "--role", "student", "--name", "Wei"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-        timeout=60,
-    ).stdout.strip()
+
+    def token_for(role: str, name: str, *more: str) -> str:
+        command = [str(fresh_env / "bin" / "skyclass"), "token", "--room", room, "--role", role, "--name", name, *more]
+        return subprocess.run(
+            command, capture_output=True, text=True, check=True, env=environment, timeout=60
+        ).stdout.strip()
+
+    admin = {"Authorization": "Bearer " + token_for("admin", "ops", "--scope", "city")}
+    assert "demo" in [r["id"] for r in httpx.get(url + "/api/recordings", headers=admin, timeout=10).json()]
+    token = token_for("student", "Wei")
     with connect(url.replace("http", "ws", 1) + "/ws", open_timeout=10) as ws:
         ws.send(json.dumps({"type": "join", "room": room, "token": token}))
         deadline = time.monotonic() + 15

@@ -55,7 +55,7 @@ async def test_a_ten_second_lesson_is_recorded_and_plays(server: ServerProcess) 
     await teacher.send({"type": "unpublish"})
     async with httpx.AsyncClient(base_url=server.url) as http:
         for _ in range(50):
-            listing = (await http.get("/api/recordings", params={"room": room})).json()
+            listing = (await http.get("/api/recordings", params={"room": room}, headers=server.member(room))).json()
             if listing and listing[0]["status"] == "complete":
                 break
             await asyncio.sleep(0.1)
@@ -126,7 +126,9 @@ async def test_a_full_disk_ends_the_recording_not_the_lesson(tmp_path: Path) -> 
         await teacher.send({"type": "unpublish"})
         await student.expect("broadcast")
         async with httpx.AsyncClient() as http:
-            listed = (await http.get(f"{server.url}/api/recordings", params={"room": room})).json()
+            listed = (
+                await http.get(f"{server.url}/api/recordings", params={"room": room}, headers=server.member(room))
+            ).json()
         assert [r["status"] for r in listed] == ["failed"], listed
         await publisher.close()
         await pc.close()

@@ -188,7 +188,9 @@ async def test_room_status_api(server: ServerProcess) -> None:
     student = await SignalingClient.connect(server.ws_url)
     await student.join(room, server.token(room, "student", "s"))
     async with httpx.AsyncClient() as http:
-        status = (await http.get(f"{server.url}/api/rooms/{room}")).json()
+        assert (await http.get(f"{server.url}/api/rooms/{room}")).status_code == 401  # members only
+        member = {"Authorization": "Bearer " + server.token(room, "student", "another")}
+        status = (await http.get(f"{server.url}/api/rooms/{room}", headers=member)).json()
     assert status == {"room": room, "live": False, "students": 1}
     await student.close()
     assert json.loads(json.dumps(status))

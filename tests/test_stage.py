@@ -102,7 +102,7 @@ async def test_the_shared_screen_is_a_second_video(server: ServerProcess) -> Non
     lasted = asyncio.get_running_loop().time() - started
     async with httpx.AsyncClient(base_url=server.url) as http:
         for _ in range(50):
-            listing = (await http.get("/api/recordings", params={"room": room})).json()
+            listing = (await http.get("/api/recordings", params={"room": room}, headers=server.member(room))).json()
             if listing and listing[0]["status"] == "complete":
                 break
             await asyncio.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -93,7 +94,8 @@ async def test_server_runs_on_redis(redis_url: str, tmp_path) -> None:  # type: 
         student = await SignalingClient.connect(server.ws_url)
         await student.join(room, server.token(room, "student", "s"))
         async with httpx.AsyncClient() as http:
-            assert (await http.get(f"{server.url}/api/rooms/{room}")).json()["students"] == 1
+            status = await http.get(f"{server.url}/api/rooms/{room}", headers=server.member(room))
+            assert status.json()["students"] == 1
         await student.close()
     finally:
         stop_server(server)
@@ -225,3 +227,16 @@ async def test_recordings_newest_first(store: Store) -> None:
     assert (await store.recording(f"{room}-0"))["status"] == "complete"  # type: ignore[index]
     assert await store.recording("nothing") is None
     assert [r["id"] for r in await store.recordings(limit=2)][:1] == [f"{room}-x"]
+
+
+async def test_the_denylist_lapses(store: Store) -> None:
+    assert not await store.denied(["token:a", "participant:b"])
+    await store.deny(["token:a"], 0.3)
+    await store.deny(["ban:g9-1:name:Wei"], 60)
+    assert await store.denied(["participant:b", "token:a"])
+    assert await store.denied(["ban:g9-1:name:Wei"])
+    assert not await store.denied(["ban:g9-2:name:Wei"])
+    assert not await store.denied([])
+    await asyncio.sleep(0.5)
+    assert not await store.denied(["token:a"])
+    assert await store.denied(["ban:g9-1:name:Wei"])

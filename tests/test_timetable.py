@@ -80,7 +80,11 @@ async def test_joined_tells_the_lesson(server: ServerProcess) -> None:
         client = await SignalingClient.connect(server.ws_url)
         lesson = (await client.join(room, server.token(room, "student", "s")))["lesson"]
         assert lesson["mode"] == mode
-        assert lesson["recording"] == {"id": "demo", "url": "/recordings/demo.webm"}
+        assert lesson["recording"]["id"] == "demo"
+        url = lesson["recording"]["url"]  # signed: the class's members get it, and it plays
+        assert url.startswith("/media/") and url.endswith("/recordings/demo.webm")
+        assert httpx.get(server.url + url, headers={"Range": "bytes=0-99"}).status_code == 206
+        assert httpx.get(server.url + url.replace("/media/", "/media/x")).status_code == 403
         await client.close()
     client = await SignalingClient.connect(server.ws_url)
     assert (await client.join("no-such-class", server.token("no-such-class", "student", "s")))["lesson"] is None
@@ -89,16 +93,19 @@ async def test_joined_tells_the_lesson(server: ServerProcess) -> None:
 
 def test_timetable_api_refuses_bad_and_keeps_the_old(server: ServerProcess) -> None:
     admin = {"Authorization": "Bearer " + server.token("*", "admin", "ops")}
-    before = httpx.get(server.url + "/api/timetable").json()
+    before = httpx.get(server.url + "/api/timetable", headers=admin).json()
     bad = GOOD.replace("class: g7-2", "class: nowhere")
     refused = httpx.put(server.url + "/api/timetable", content=bad.encode(), headers=admin)
     assert refused.status_code == 400
     assert any("line 7: unknown class 'nowhere'" in p for p in refused.json()["detail"])
-    assert httpx.get(server.url + "/api/timetable").json() == before
+    assert httpx.get(server.url + "/api/timetable", headers=admin).json() == before
     student = {"Authorization": "Bearer " + server.token("g9-1", "student", "s")}
     assert httpx.put(server.url + "/api/timetable", content=GOOD.encode(), headers=student).status_code == 403
     assert httpx.put(server.url + "/api/timetable", content=GOOD.encode()).status_code == 401
-    assert httpx.get(server.url + "/api/timetable").json() == before
+    assert httpx.get(server.url + "/api/timetable", headers=admin).json() == before
+    assert httpx.get(server.url + "/api/timetable").status_code == 401  # class ids are not for strangers
+    own = httpx.get(server.url + "/api/timetable", headers=student).json()  # a pupil sees their own class
+    assert {c["id"] for c in own["classes"]} == {"g9-1"} and {s["class"] for s in own["slots"]} == {"g9-1"}
 
 
 def test_timetable_api_replaces_and_keeps_across_restarts(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -114,8 +121,10 @@ def test_timetable_api_replaces_and_keeps_across_restarts(tmp_path) -> None:  # 
         stop_server(server)
     again = start_server(tmp_path)
     try:
-        assert [c["id"] for c in httpx.get(again.url + "/api/timetable").json()["classes"]] == ["g9-1", "g7-2"]
-        listing = httpx.get(again.url + "/api/recordings", params={"room": "demo"}).json()
+        admin = {"Authorization": "Bearer " + again.token("*", "admin", "ops")}
+        table = httpx.get(again.url + "/api/timetable", headers=admin).json()
+        assert [c["id"] for c in table["classes"]] == ["g9-1", "g7-2"]
+        listing = httpx.get(again.url + "/api/recordings", params={"room": "demo"}, headers=admin).json()
         assert [r["id"] for r in listing] == ["demo"]
     finally:
         stop_server(again)

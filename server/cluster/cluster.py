@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ..media.interfaces import SourceRole
@@ -57,6 +58,7 @@ class Cluster:
         self.joins_waiting = 0
         self._beats: asyncio.Task[None] | None = None
         rooms.on_closed = self._released
+        self.on_revoked: Callable[[list[str]], int] = lambda keys: 0  # closes this node's sessions of them
 
     def _load(self) -> tuple[int, int]:
         return sum(len(room.members) for room in self.rooms), len(self.rooms)
@@ -73,19 +75,21 @@ class Cluster:
 
     # Joining ------------------------------------------------------------------------------------
 
-    async def join(self, room: str, member: Member, delivery: Delivery = "auto") -> tuple[RoomHandle, JoinResult]:
+    async def join(
+        self, room: str, member: Member, delivery: Delivery = "auto", resume: str | None = None
+    ) -> tuple[RoomHandle, JoinResult]:
         """Join ``room`` wherever it is held; raises ``NodeUnreachable`` or ``StoreUnavailable``
         when it cannot be reached now (the client retries)."""
         dead_owner: str | None = None
         while True:
             owner = await self.node.place(room, dead_owner)
             if owner == self.id:
-                return await self._join_here(room, member, delivery)
+                return await self._join_here(room, member, delivery, resume)
             key = secrets.token_hex(8)
             handle = RemoteHandle(self.link, self.edge, owner, room, member, key)
             self._sessions[key] = (member, handle)
             try:
-                return handle, await handle.join(delivery)
+                return handle, await handle.join(delivery, resume)
             except NodeUnreachable:
                 self._sessions.pop(key, None)
                 if dead_owner == owner or not await self.node.wait_dead(owner):
@@ -96,7 +100,9 @@ class Cluster:
                 self._sessions.pop(key, None)
                 raise
 
-    async def _join_here(self, room: str, member: Member, delivery: Delivery) -> tuple[LocalHandle, JoinResult]:
+    async def _join_here(
+        self, room: str, member: Member, delivery: Delivery, resume: str | None
+    ) -> tuple[LocalHandle, JoinResult]:
         """Joins of the rooms held here, also those relayed by other nodes, pass one gate: a storm
         queues instead of piling thousands of half-done joins on the store."""
         if self.joins_waiting >= JOINS_WAITING:
@@ -107,20 +113,22 @@ class Cluster:
         finally:
             self.joins_waiting -= 1
         try:
-            return await self._admit(room, member, delivery)
+            return await self._admit(room, member, delivery, resume)
         finally:
             self._joining.release()
 
-    async def _admit(self, room: str, member: Member, delivery: Delivery) -> tuple[LocalHandle, JoinResult]:
+    async def _admit(
+        self, room: str, member: Member, delivery: Delivery, resume: str | None
+    ) -> tuple[LocalHandle, JoinResult]:
         if self.rooms.get(room) is None:
             lock = self._adopting.setdefault(room, asyncio.Lock())
             async with lock:
                 if self.rooms.get(room) is None:
                     await self._adopt(room)
             self._adopting.pop(room, None)
-        held, resumed = await self.rooms.join(room, member)
+        held, resumed, seat = await self.rooms.join(room, member, resume)
         handle = LocalHandle(self.rooms, held, member)
-        return handle, await handle.join_result(resumed, delivery)
+        return handle, await handle.join_result(resumed, seat, delivery)
 
     async def _adopt(self, room: str) -> None:
         """Take the room on. If a node that died held it, its roster entries go, and its open stays
@@ -142,6 +150,21 @@ class Cluster:
         held.adopt(orphans, {s.participant_id: seen[s.node] for s in orphans})
         log.warning("room %s: taken over from %s (%d open stays)", room, ", ".join(sorted(dead)), len(orphans))
 
+    async def revoke(self, keys: list[str]) -> int:
+        """Close every session, on every node, of these revoked tokens or participants; how many."""
+        closed = self.on_revoked(keys)
+        for node in await self._store.nodes():
+            if node.node != self.id:
+                try:
+                    closed += int(await self.link.call(node.node, "revoke", {"keys": keys}))
+                except (NodeUnreachable, RoomUnavailable, RemoteFailure) as exc:
+                    log.warning(
+                        "node %s did not hear of a revocation (its sessions are refused at their next join): %s",
+                        node.node,
+                        exc,
+                    )
+        return closed
+
     def _released(self, room: str) -> None:
         asyncio.ensure_future(self._store.release_room(room, self.id))
 
@@ -158,6 +181,8 @@ class Cluster:
     async def _on_call(self, op: str, payload: dict[str, Any]) -> Any:
         if op in ("feed", "unfeed"):
             return await self._on_feed(op, payload)
+        if op == "revoke":
+            return self.on_revoked(payload["keys"])
         room_name, key, info = payload["room"], payload["key"], payload["member"]
         if op == "join":
             if self.rooms.get(room_name) is None and await self._store.room_owner(room_name) != self.id:
@@ -165,7 +190,8 @@ class Cluster:
             pid, name, role = info["participant_id"], info["name"], Role(info["role"])
             member = RemoteMember(pid, name, role, room_name, payload["node"], key, self.link)
             self._remote[key] = member
-            _, result = await self._join_here(room_name, member, payload["args"].get("delivery", "auto"))
+            args = payload["args"]
+            _, result = await self._join_here(room_name, member, args.get("delivery", "auto"), args.get("resume"))
             return dataclasses.asdict(result)
         known = self._remote.get(key)
         room = self._room_of(known) if known is not None else None

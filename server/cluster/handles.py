@@ -24,6 +24,7 @@ class JoinResult:
     hand: bool  # this participant's hand is up
     incarnation: str = ""  # which holding of the room this is (a room held again is another)
     hls: str | None = None  # the playlist this viewer watches instead of a WebRTC subscription
+    resume: str = ""  # the secret that lets a later connection take this seat over
 
 
 class RoomHandle(Protocol):
@@ -48,10 +49,10 @@ class LocalHandle:
         self._room = room
         self._member = member
 
-    async def join_result(self, resumed: bool, delivery: Delivery) -> JoinResult:
+    async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
         hand = await self._room.hand_raised(self._member.participant_id)
         hls = await self._room.delivery(self._member, delivery)
-        return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls)
+        return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat)
 
     async def perform(self, action: Message) -> Message | None:
         return await perform(self._room, self._member, action)
@@ -103,8 +104,8 @@ class RemoteHandle:
         }
         return await self._link.call(self.owner, op, payload)
 
-    async def join(self, delivery: Delivery) -> JoinResult:
-        result = JoinResult(**await self._call("join", {"delivery": delivery}))
+    async def join(self, delivery: Delivery, resume: str | None) -> JoinResult:
+        result = JoinResult(**await self._call("join", {"delivery": delivery, "resume": resume}))
         self.origin = Origin(self.name, self.owner, result.incarnation)
         return result
 

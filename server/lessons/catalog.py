@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-
 log = logging.getLogger(__name__)
 
 

@@ -53,6 +53,17 @@ class Schedule:
             return class_id
         return f"{self.timetable.classes[class_id].name} {slot.subject}"
 
+    def classes_playing(self, recording_id: str) -> set[str]:
+        """The classes a slot of which plays ``recording_id`` (they may watch it again)."""
+        return {s.class_id for s in self.timetable.slots if s.recording == recording_id}
+
+    def plays(self, class_id: str, recording_id: str) -> bool:
+        return class_id in self.classes_playing(recording_id)
+
+    def school_of(self, class_id: str) -> str | None:
+        school_class = self.timetable.classes.get(class_id)
+        return school_class.school if school_class is not None else None
+
     def lesson_now(self, class_id: str, when: dt.datetime | None = None) -> dict[str, Any] | None:
         """What a student of ``class_id`` should see now, for the ``joined`` message."""
         slot = self.timetable.now(class_id, when)
@@ -64,7 +75,7 @@ class Schedule:
             "mode": slot.mode.value,
             "subject": slot.subject,
             "class_name": school_class.name,
-            "recording": {"id": recording.id, "url": f"/recordings/{recording.id}.webm"} if recording else None,
+            "recording": recording.id if recording else None,  # the session hands it out on a signed URL
         }
 
 

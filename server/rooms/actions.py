@@ -19,12 +19,12 @@ from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..media.interfaces import SLOTS
-from ..tokens import PUBLISHERS, SUBSCRIBERS, Role
+from ..tokens import MEMBERS, PUBLISHERS, SUBSCRIBERS, UNSEEN, Role
 from .members import ClassroomError, Member
 from .room import Room
 
 MAX_SDP = 60_000
-EVERYONE = frozenset(Role)
+EVERYONE = MEMBERS  # every role that joins a room
 STUDENTS = frozenset({Role.STUDENT})
 
 
@@ -289,7 +289,12 @@ async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -
     await viewing.add_subscriber_candidate(member, message.candidate, message.sdpMid, message.sdpMLineIndex)
 
 
-@action(Chat, EVERYONE, "chat", rate=Rate(1.0, 5, "a chat message a second"))
+@action(
+    Chat,
+    EVERYONE - UNSEEN,
+    "chat",  # inspectors are unseen: nothing of theirs reaches the class
+    rate=Rate(1.0, 5, "a chat message a second"),
+)
 async def chat(room: Room, member: Member, message: Chat) -> None:
     room.chat(member, message.text)
 

@@ -19,6 +19,14 @@ class Quality:
 
 
 @dataclass(frozen=True, slots=True)
+class SeatTaken:
+    """Someone joined with this participant's token while they are connected, and was refused."""
+
+    participant_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Presence:
     students: int
 
@@ -118,6 +126,7 @@ Event = (
     BroadcastChanged
     | Quality
     | Presence
+    | SeatTaken
     | ChatMessage
     | HandsChanged
     | PollOpened

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -14,6 +15,7 @@ from ..tokens import SEES_PRESENCE, Role
 from . import events as ev
 
 RESUME_S = 30.0  # a dropped participant keeps role, hand, answer, subscription and broadcast this long
+BAN_S = 12 * 3600.0  # a removed participant stays out this long (the longest a join token lives)
 
 
 class ClassroomError(Exception):
@@ -51,9 +53,10 @@ class Members:
         self._node = node
         self.present: dict[str, Member] = {}
         self.away: dict[str, asyncio.TimerHandle] = {}  # dropped, may resume
-        self.removed: set[str] = set()  # participants the teacher removed: no way back this lesson
         self._stays: dict[str, Stay] = {}  # the open stay of each member
         self._orphans: dict[str, Stay] = {}  # open stays left by a node that held this room and died
+        self._left: dict[str, tuple[Stay, float]] = {}  # stays that ended lately: a rejoin continues them
+        self.seats: dict[str, str] = {}  # participant -> the secret that takes their seat over
 
     def __len__(self) -> int:
         return len(self.present)
@@ -74,30 +77,49 @@ class Members:
     def connected(self) -> list[Member]:
         return [m for pid, m in self.present.items() if pid not in self.away]
 
-    async def admit(self, member: Member) -> bool:
-        """Admit ``member``; True when it resumes a session that dropped within ``RESUME_S``."""
-        if member.participant_id in self.removed:
+    def _ban_keys(self, member: Member) -> list[str]:
+        return [f"ban:{self._room}:participant:{member.participant_id}", f"ban:{self._room}:name:{member.name}"]
+
+    async def ban(self, member: Member) -> None:
+        """``member`` may not come back, with this token or another in the same name."""
+        await self._store.deny(self._ban_keys(member), BAN_S)
+
+    async def admit(self, member: Member, resume: str | None = None) -> tuple[bool, str]:
+        """Admit ``member``; whether it resumes a session that dropped within ``RESUME_S``, and the
+        secret that lets a later connection take its seat over."""
+        pid = member.participant_id
+        if member.role is Role.STUDENT and await self._store.denied(self._ban_keys(member)):
             raise ClassroomError("removed", "The teacher removed you from this lesson")
-        timer = self.away.pop(member.participant_id, None)
+        previous = self.present.get(pid)
+        if previous is not None and previous is not member and pid not in self.away:
+            if resume is None or resume != self.seats.get(pid):
+                # Connected elsewhere: a leaked link or a second device, not a reconnect.
+                tell(self.watchers(), ev.SeatTaken(pid, member.name))
+                raise ClassroomError("seat_taken", "You are connected on another device; close it first")
+            previous.deliver(ev.Replaced())  # the old connection hangs: the new one takes over
+        timer = self.away.pop(pid, None)
         if timer is not None:
             timer.cancel()
-        previous = self.present.get(member.participant_id)
-        if previous is not None and previous is not member and timer is None:
-            # The same person again before we noticed the old connection drop: the newer session
-            # takes over everything (a reconnect), the old one is closed.
-            previous.deliver(ev.Replaced())
         resumed = previous is not None and previous is not member
-        self.present[member.participant_id] = member
+        self.present[pid] = member
         if not resumed:
-            now = time.time()
-            record = ParticipantRecord(member.participant_id, member.name, member.role.value, self._node, now)
-            await self._store.add_participant(self._room, record)
-            orphan = self._orphans.pop(member.participant_id, None)
-            joined_at = orphan.joined_at if orphan is not None else now  # back after a node failed: one stay
-            stay = Stay(member.participant_id, member.name, member.role.value, joined_at, node=self._node)
-            self._stays[member.participant_id] = stay
-            await self._store.record_stay(self._room, stay)
-        return resumed
+            await self._open_stay(member)
+        seat = self.seats[pid] = secrets.token_urlsafe(16)
+        return resumed, seat
+
+    async def _open_stay(self, member: Member) -> None:
+        pid, now = member.participant_id, time.time()
+        record = ParticipantRecord(pid, member.name, member.role.value, self._node, now)
+        await self._store.add_participant(self._room, record)
+        orphan = self._orphans.pop(pid, None)  # back after a node failed: one stay
+        left = self._left.pop(pid, None)  # back right after leaving: one stay
+        if left is not None and time.monotonic() - left[1] < RESUME_S:
+            stay = dataclasses.replace(left[0], left_at=None)
+        else:
+            joined_at = orphan.joined_at if orphan is not None else now
+            stay = Stay(pid, member.name, member.role.value, joined_at, node=self._node)
+        self._stays[pid] = stay
+        await self._store.record_stay(self._room, stay)
 
     def adopt(self, orphans: list[Stay], last_seen: dict[str, float]) -> None:
         """Stays left open by the node that held this room before it died. A participant back
@@ -127,10 +149,14 @@ class Members:
         if timer is not None:
             timer.cancel()
         del self.present[member.participant_id]
+        self.seats.pop(member.participant_id, None)
         await self._store.remove_participant(self._room, member.participant_id)
         stay = self._stays.pop(member.participant_id, None)
         if stay is not None:
             await self._store.record_stay(self._room, dataclasses.replace(stay, left_at=time.time()))
+            now = time.monotonic()
+            self._left = {pid: kept for pid, kept in self._left.items() if now - kept[1] < RESUME_S}
+            self._left[member.participant_id] = (stay, now)
         return True
 
     async def resync(self) -> None:

@@ -73,15 +73,16 @@ class Room:
 
     # Membership ---------------------------------------------------------------------------------
 
-    async def join(self, member: Member) -> bool:
-        """Admit ``member``; True when it resumes a session that dropped within ``RESUME_S``."""
-        resumed = await self.members.admit(member)
+    async def join(self, member: Member, resume: str | None = None) -> tuple[bool, str]:
+        """Admit ``member``; whether it resumes a session that dropped within ``RESUME_S``, and
+        the secret that lets a later connection take the seat over (``Members.admit``)."""
+        resumed, seat = await self.members.admit(member, resume)
         if member.role in SEES_PRESENCE:
             member.deliver(ev.Presence(await self._store.count(self.name, Role.STUDENT)))
         for event in [*await self.interaction.greet(member), *self.stage.greet()]:
             member.deliver(event)
         self._schedule_notify()
-        return resumed
+        return resumed, seat
 
     async def delivery(self, member: Member, wanted: Delivery) -> str | None:
         """The HLS playlist ``member`` watches instead of a WebRTC subscription, if any."""
@@ -115,7 +116,7 @@ class Room:
             raise ClassroomError("bad_state", f"No participant {participant_id!r} in this room")
         if member.role is not Role.STUDENT:
             raise ClassroomError("forbidden", "Only students can be removed")
-        self.members.removed.add(participant_id)
+        await self.members.ban(member)
         member.deliver(ev.Removed("The teacher removed you from this lesson"))
         await self.leave(member)
 
@@ -290,11 +291,11 @@ class Rooms:
             room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title, self.hls)
         return room
 
-    async def join(self, name: str, member: Member) -> tuple[Room, bool]:
-        """The room ``member`` is now in, and whether it resumed a dropped session."""
+    async def join(self, name: str, member: Member, resume: str | None = None) -> tuple[Room, bool, str]:
+        """The room ``member`` is now in, whether it resumed a dropped session, and its seat's secret."""
         room = self.create(name)
         try:
-            return room, await room.join(member)
+            return room, *await room.join(member, resume)
         except ClassroomError:
             if not room.members and not room.members.away and self._rooms.get(name) is room:
                 del self._rooms[name]

@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     ALREADY_ANSWERED = "already_answered"
     REMOVED = "removed"
+    SEAT_TAKEN = "seat_taken"
     SERVER_FULL = "server_full"
     UNAVAILABLE = "unavailable"
     SERVER_ERROR = "server_error"
@@ -46,6 +47,7 @@ CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.JOIN_TIMEOUT: 4408,
     ErrorCode.SERVER_FULL: 4503,
     ErrorCode.REMOVED: 4403,
+    ErrorCode.SEAT_TAKEN: 4409,  # this participant is connected elsewhere, and this join had not its resume secret
     ErrorCode.UNAVAILABLE: 1013,  # try again later: the client reconnects
 }
 CLOSE_PROTOCOL_ERROR = 4400
@@ -72,6 +74,9 @@ class Join(Message):
     subscribe: bool = True  # false: no media offer now (a `subscribe` message asks for it later)
     # how this viewer would like the broadcast: "auto" lets the server choose (HLS for a huge room)
     delivery: Literal["auto", "webrtc", "hls"] = "auto"
+    # the secret `joined.resume` gave this participant's last connection: it takes over the seat
+    # while that one still looks connected (a phone that changed networks); without it, refused
+    resume: str | None = Field(default=None, max_length=64)
 
 
 class Ping(Message):
@@ -147,6 +152,7 @@ class Joined(Message):
     resumed: bool = False  # back within 30 s of a drop: hand, poll answer and broadcast kept
     hand: bool = False
     hls: str | None = None  # watch this HLS playlist (no offer comes); None: WebRTC
+    resume: str = ""  # send this in the next join to take this seat over from a connection that hangs
 
 
 class ChatOut(Message):
@@ -235,6 +241,15 @@ class Quality(Message):
     type: Literal["quality"] = "quality"
     layer: Literal["high", "low", "still"]  # still: audio, and a picture every few seconds
     reason: str
+
+
+class SeatTaken(Message):
+    """To the teachers: someone joined with a participant's token while they are connected (a
+    leaked link, or a second device), and was refused."""
+
+    type: Literal["seat_taken"] = "seat_taken"
+    participant_id: str
+    name: str
 
 
 class Presence(Message):

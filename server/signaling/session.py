@@ -6,21 +6,24 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ..cluster import Cluster, NodeUnreachable, RemoteFailure, RoomHandle, RoomUnavailable
 from ..lessons.schedule import Schedule
-from ..media.interfaces import SdpError
+from ..media.interfaces import PLAYLIST, SdpError
 from ..metrics import SignalingMetrics
 from ..rooms import ClassroomError
 from ..rooms import events as ev
-from ..rooms.actions import Operation, Subscribe, operation_of
+from ..rooms.actions import Subscribe, operation_of
 from ..settings import Settings
 from ..state import StoreUnavailable
-from ..tokens import SUBSCRIBERS, Role, TokenError, TokenExpired, verify_token
+from ..tokens import MEMBERS, SUBSCRIBERS, Grant, Role, TokenError, TokenExpired, verify_token
 from . import protocol as p
+from .access import Access, MediaSigner, revocation_keys
+from .limits import Buckets, TokenBucket, Unjoined, client_address
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ IDLE_TIMEOUT_S = 60.0  # clients ping every 20 s
 OUTBOX_LIMIT = 256  # messages queued for a client that does not read; then it is dropped
 CLOSE_REPLACED = 4409  # the same participant joined again on a newer connection
 CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
+CLOSE_ORIGIN = 4403  # a page of another origin (SKYCLASS_ALLOWED_ORIGINS)
 UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
 FULL_RETRY_S = (5.0, 15.0)  # a full server asks for a retry this much later
 SUBSCRIBE = Subscribe(type="subscribe")  # what a join asks for itself, unless it says not to
@@ -42,6 +46,8 @@ def _as_message(event: ev.Event) -> p.ServerMessage:
             return p.Quality.model_validate({"layer": layer, "reason": reason})
         case ev.Presence(students):
             return p.Presence(students=students)
+        case ev.SeatTaken(participant_id, name):
+            return p.SeatTaken(participant_id=participant_id, name=name)
         case ev.ChatMessage(sender_id, name, role, text, at):
             return p.ChatOut(from_id=sender_id, name=name, role=role, text=text, at=at)
         case ev.HandsChanged(raised):
@@ -86,51 +92,52 @@ def _wire(event: ev.Event) -> str:
     return _last_wire[1]
 
 
-class TokenBucket:
-    """Allows ``rate`` messages a second on average and ``burst`` at once. Time is passed in."""
+@dataclass
+class Sessions:
+    """What every session of this process shares."""
 
-    __slots__ = ("rate", "burst", "_tokens", "_at")
+    settings: Settings
+    cluster: Cluster
+    schedule: Schedule
+    metrics: SignalingMetrics
+    signer: MediaSigner
+    access: Access
+    joined: set[Session] = field(default_factory=set)
+    unjoined: Unjoined = field(init=False)
+    trusted: frozenset[str] = field(init=False)  # proxies whose X-Forwarded-For names the client
+    budgets: Buckets = field(default_factory=Buckets)  # messages and actions, per participant
+    join_attempts: Buckets = field(default_factory=Buckets)  # per client address
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = now
+    def __post_init__(self) -> None:
+        self.unjoined = Unjoined(self.settings.max_unjoined, self.settings.max_unjoined_per_address)
+        self.trusted = frozenset(self.settings.trusted_proxies)
 
-    def take(self, now: float) -> bool:
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+    def revoke(self, keys: list[str]) -> int:
+        """Close the sessions of these revoked tokens or participants; how many there were."""
+        doomed = [s for s in self.joined if s.grant is not None and set(revocation_keys(s.grant)) & set(keys)]
+        for session in doomed:
+            session.revoked()
+        return len(doomed)
 
 
 class Session:
     """A participant's signaling session; the room layer sees it as a ``Member``."""
 
-    def __init__(
-        self,
-        ws: WebSocket,
-        cluster: Cluster,
-        settings: Settings,
-        sessions: set[Session],
-        schedule: Schedule,
-        metrics: SignalingMetrics,
-    ) -> None:
+    def __init__(self, ws: WebSocket, shared: Sessions) -> None:
         self._ws = ws
-        self._metrics = metrics
-        self._cluster = cluster
-        self._schedule = schedule
-        self._settings = settings
-        self._sessions = sessions
+        self._shared = shared
+        self._settings = shared.settings
+        self._metrics = shared.metrics
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
         self._dropped = False
-        self._bucket = TokenBucket(settings.message_rate_per_s, settings.message_burst, time.monotonic())
+        now = time.monotonic()
+        self._deadline = now + self._settings.join_timeout_s  # whatever comes before the join
+        self._bucket = TokenBucket(self._settings.message_rate_per_s, self._settings.message_burst, now)
+        self.address = ws.client.host if ws.client else ""
         self.room: RoomHandle | None = None
+        self.grant: Grant | None = None
         self._gone = False  # left on purpose (leave, removed, lesson ended): no resuming
         self._held: list[Any] | None = None
-        self._buckets: dict[str, TokenBucket] = {}  # for the actions with a rate of their own
         self.participant_id = ""
         self.name = ""
         self.role = Role.STUDENT
@@ -179,20 +186,38 @@ class Session:
             self._outbox.task_done()
 
     async def run(self) -> None:
+        shared = self._shared
+        self.address = client_address(self.address, self._ws.headers, shared.trusted)
+        origin = self._ws.headers.get("origin")
+        if self._settings.allowed_origins and origin not in self._settings.allowed_origins:
+            await self._ws.close(CLOSE_ORIGIN, f"Origin {origin!r} may not open this websocket")
+            return
         await self._ws.accept()
-        self._sessions.add(self)
         writer = asyncio.create_task(self._write())
+        refused = shared.unjoined.enter(self.address)
+        waiting = refused is None
         try:
+            if refused is not None:
+                wait = round(random.uniform(*FULL_RETRY_S), 1)
+                raise p.ProtocolError(p.ErrorCode.SERVER_FULL, refused, fatal=True, retry_after=wait)
             await self._serve()
         except p.ProtocolError as exc:  # fatal ones end up here
             await self._fail(exc)
         except WebSocketDisconnect:
             pass
         finally:
-            self._sessions.discard(self)
+            if waiting and self.room is None:
+                shared.unjoined.leave(self.address)
+            shared.joined.discard(self)
             if self.room is not None:
                 await self._part(self.room)
             writer.cancel()
+
+    def revoked(self) -> None:
+        """Access revoked (``POST /api/revocations``): told, then closed; no resuming."""
+        self._gone = True
+        self.send(p.Error(code=p.ErrorCode.INVALID_TOKEN, message="Your access has been revoked", fatal=True))
+        asyncio.ensure_future(self._close(p.CLOSE_CODES[p.ErrorCode.INVALID_TOKEN]))
 
     async def _part(self, room: RoomHandle) -> None:
         try:
@@ -203,7 +228,7 @@ class Session:
         except (*UNREACHABLE, RemoteFailure) as exc:
             log.info("session %s: the room's node did not hear that we left: %s", self.participant_id, exc)
         finally:
-            self._cluster.forget(room)
+            self._shared.cluster.forget(room)
 
     async def _fail(self, exc: p.ProtocolError) -> None:
         """Send the error, then close with the matching code."""
@@ -219,14 +244,18 @@ class Session:
         except (TimeoutError, WebSocketDisconnect, RuntimeError):
             pass
 
-    async def _receive_text(self, timeout: float) -> str | None:
+    async def _receive_text(self) -> str | None:
         """The next text frame; None for a frame that was refused (already answered)."""
+        joined = self.room is not None
+        timeout = IDLE_TIMEOUT_S if joined else max(0.0, self._deadline - time.monotonic())
         try:
             message = await asyncio.wait_for(self._ws.receive(), timeout)
         except TimeoutError:
-            if self.room is None:
+            if not joined:
                 raise p.ProtocolError(
-                    p.ErrorCode.JOIN_TIMEOUT, f"Expected a join within {timeout:.0f} s of connecting", fatal=True
+                    p.ErrorCode.JOIN_TIMEOUT,
+                    f"Expected a join within {self._settings.join_timeout_s:.0f} s of connecting",
+                    fatal=True,
                 ) from None
             raise p.ProtocolError(
                 p.ErrorCode.BAD_STATE, "No message for 60 s; send ping every 20 s", fatal=True
@@ -243,19 +272,25 @@ class Session:
                 f"Expected at most {self._settings.max_message_bytes} bytes, but the message has {len(text)}",
             )
             return None
-        if not self._bucket.take(time.monotonic()):
+        if not self._within_budget("messages", self._settings.message_rate_per_s, self._settings.message_burst):
             self._refuse(p.ErrorCode.RATE_LIMITED, "Too many messages; this one was dropped")
             return None
         return text
+
+    def _within_budget(self, what: str, rate: float, burst: int) -> bool:
+        """Joined, the budget is the participant's, whichever socket they use; before, the socket's."""
+        now = time.monotonic()
+        if self.room is None:
+            return self._bucket.take(now)
+        return self._shared.budgets.take((self.participant_id, what), rate, burst, now)
 
     def _refuse(self, code: p.ErrorCode, message: str) -> None:
         self._metrics.errors.labels(code.value).inc()
         self.send(p.Error(code=code, message=message))
 
     async def _serve(self) -> None:
-        timeout = self._settings.join_timeout_s
         while True:
-            text = await self._receive_text(timeout if self.room is None else IDLE_TIMEOUT_S)
+            text = await self._receive_text()
             if text is None:
                 continue
             try:
@@ -287,8 +322,9 @@ class Session:
         if room is None:
             raise p.ProtocolError(p.ErrorCode.NOT_JOINED, f"Expected join first, but got {operation.name}")
         self._require(operation.roles, operation.verb)
-        if operation.rate is not None and not self._bucket_for(operation).take(time.monotonic()):
-            raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, f"At most {operation.rate.what}; this was dropped")
+        rate = operation.rate
+        if rate is not None and not self._within_budget(operation.name, rate.per_s, rate.burst):
+            raise p.ProtocolError(p.ErrorCode.RATE_LIMITED, f"At most {rate.what}; this was dropped")
         try:
             reply = await room.perform(message)
         except ClassroomError as exc:
@@ -302,15 +338,6 @@ class Session:
         if reply is not None:
             self.send(reply)
 
-    def _bucket_for(self, operation: Operation[Any]) -> TokenBucket:
-        assert operation.rate is not None
-        bucket = self._buckets.get(operation.name)
-        if bucket is None:
-            bucket = self._buckets[operation.name] = TokenBucket(
-                operation.rate.per_s, operation.rate.burst, time.monotonic()
-            )
-        return bucket
-
     def _require(self, roles: frozenset[Role], action: str) -> None:
         if self.role not in roles:
             allowed = " or ".join(sorted(r.value for r in roles))
@@ -320,17 +347,19 @@ class Session:
         if self.room is not None:
             raise p.ProtocolError(p.ErrorCode.ALREADY_JOINED, f"Already joined room {self.room.name!r}")
         started = time.perf_counter()
-        try:
-            grant = verify_token(self._settings.signing_secret, message.token)
-        except TokenExpired as exc:
-            raise p.ProtocolError(p.ErrorCode.TOKEN_EXPIRED, str(exc), fatal=True) from exc
-        except TokenError as exc:
-            raise p.ProtocolError(p.ErrorCode.INVALID_TOKEN, str(exc), fatal=True) from exc
-        if grant.room != message.room:
+        shared, settings = self._shared, self._settings
+        if not shared.join_attempts.take(
+            (self.address,), settings.join_rate_per_address, settings.join_burst_per_address, time.monotonic()
+        ):
+            wait = round(random.uniform(1.0, 5.0), 1)
             raise p.ProtocolError(
-                p.ErrorCode.WRONG_ROOM, f"The token is for room {grant.room!r}, not {message.room!r}", fatal=True
+                p.ErrorCode.RATE_LIMITED,
+                f"Too many joins from {self.address}; retry in {wait} s",
+                fatal=True,
+                retry_after=wait,
             )
-        if len(self._sessions) > self._settings.max_sessions:
+        grant = await self._verify(message)
+        if len(shared.joined) >= settings.max_sessions:
             wait = round(random.uniform(*FULL_RETRY_S), 1)  # spread the crowd's retries
             raise p.ProtocolError(
                 p.ErrorCode.SERVER_FULL, f"The server is full; retry in {wait} s", fatal=True, retry_after=wait
@@ -338,7 +367,7 @@ class Session:
         self.participant_id, self.name, self.role = grant.participant_id, grant.name, grant.role
         self._held = []
         try:
-            room, result = await self._cluster.join(grant.room, self, message.delivery)
+            room, result = await shared.cluster.join(grant.room, self, message.delivery, message.resume)
         except ClassroomError as exc:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
         except UNREACHABLE as exc:
@@ -346,8 +375,9 @@ class Session:
             raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True, retry_after=1.0) from exc
         finally:
             held, self._held = self._held, None
-        self.room = room
-        lesson = self._schedule.lesson_now(grant.room)
+        self.room, self.grant = room, grant
+        shared.unjoined.leave(self.address)
+        shared.joined.add(self)
         self.send(
             p.Joined(
                 participant_id=self.participant_id,
@@ -355,10 +385,11 @@ class Session:
                 role=self.role.value,
                 name=self.name,
                 live=result.live,
-                lesson=p.Lesson.model_validate(lesson) if lesson else None,
+                lesson=self._lesson(grant.room),
                 resumed=result.resumed,
                 hand=result.hand,
-                hls=result.hls,
+                hls=shared.signer.url(f"/hls/{grant.room}/", PLAYLIST) if result.hls else None,
+                resume=result.resume,
             )
         )
         for event in held or ():
@@ -370,3 +401,40 @@ class Session:
             offer = await room.perform(SUBSCRIBE)
             if offer is not None:
                 self.send(offer)
+
+    async def _verify(self, message: p.Join) -> Grant:
+        """The token's grant, for this room; refused (fatally) when it is not."""
+        try:
+            grant = verify_token(self._settings.signing_secret, message.token, self._settings.lifetimes)
+        except TokenExpired as exc:
+            raise p.ProtocolError(p.ErrorCode.TOKEN_EXPIRED, str(exc), fatal=True) from exc
+        except TokenError as exc:
+            raise p.ProtocolError(p.ErrorCode.INVALID_TOKEN, str(exc), fatal=True) from exc
+        if grant.room != message.room:
+            raise p.ProtocolError(
+                p.ErrorCode.WRONG_ROOM, f"The token is for room {grant.room!r}, not {message.room!r}", fatal=True
+            )
+        if grant.role not in MEMBERS:
+            text = f"A {grant.role.value} token reviews lessons in the library; it does not join a room"
+            raise p.ProtocolError(p.ErrorCode.FORBIDDEN, text, fatal=True)
+        if grant.role is Role.ADMIN and not self._shared.access.administers(grant, grant.room):
+            text = f"An admin of {grant.scope} may not join room {grant.room!r}, which is not in their scope"
+            raise p.ProtocolError(p.ErrorCode.FORBIDDEN, text, fatal=True)
+        try:
+            revoked = await self._shared.cluster.rooms.store.denied(revocation_keys(grant))
+        except UNREACHABLE as exc:
+            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, str(exc), fatal=True, retry_after=1.0) from exc
+        if revoked:
+            raise p.ProtocolError(p.ErrorCode.INVALID_TOKEN, "This token has been revoked", fatal=True)
+        return grant
+
+    def _lesson(self, room: str) -> p.Lesson | None:
+        """The timetable's lesson now, its recording on a signed URL."""
+        lesson = self._shared.schedule.lesson_now(room)
+        if lesson is None:
+            return None
+        recording = lesson["recording"]
+        if recording is not None:
+            url = self._shared.signer.url(f"/recordings/{recording}", ".webm")
+            lesson = {**lesson, "recording": {"id": recording, "url": url}}
+        return p.Lesson.model_validate(lesson)

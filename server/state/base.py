@@ -120,6 +120,14 @@ class Store(Protocol):
 
     async def recording(self, recording_id: str) -> dict[str, Any] | None: ...
 
+    # The denylist: revoked tokens and participants, participants banned from a room ---------------
+
+    async def deny(self, keys: list[str], ttl_s: float) -> None:
+        """Put ``keys`` on the denylist for ``ttl_s`` seconds (no longer than what they deny lives)."""
+
+    async def denied(self, keys: list[str]) -> bool:
+        """True when any of ``keys`` is on the denylist."""
+
     # Nodes and where rooms live -----------------------------------------------------------------
 
     async def heartbeat(self, info: NodeInfo, ttl_s: float) -> None:

@@ -21,6 +21,7 @@ class MemoryStore:
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}  # node -> info, lapses at (monotonic)
         self._owners: dict[str, tuple[str, float]] = {}  # room -> node, lease ends at (monotonic)
         self._recordings: dict[str, dict[str, Any]] = {}
+        self._denied: dict[str, float] = {}  # key -> lapses at (monotonic)
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         roster = self._rosters[room]
@@ -91,6 +92,16 @@ class MemoryStore:
 
     async def open_stays(self, room: str) -> list[Stay]:
         return sorted(self._open.get(room, {}).values(), key=lambda s: s.joined_at)
+
+    async def deny(self, keys: list[str], ttl_s: float) -> None:
+        now = time.monotonic()
+        until = now + ttl_s
+        self._denied = {key: at for key, at in self._denied.items() if at > now}  # forget what lapsed
+        self._denied.update(dict.fromkeys(keys, until))
+
+    async def denied(self, keys: list[str]) -> bool:
+        now = time.monotonic()
+        return any(self._denied.get(key, 0.0) > now for key in keys)
 
     async def save_recording(self, recording: dict[str, Any]) -> None:
         self._recordings[recording["id"]] = dict(recording)

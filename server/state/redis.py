@@ -166,6 +166,15 @@ class RedisStore:
         values = await self._redis.hvals(self._key(room, "open"))
         return sorted((Stay(**json.loads(v)) for v in values), key=lambda s: s.joined_at)
 
+    async def deny(self, keys: list[str], ttl_s: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(f"{self._prefix}:deny:{key}", 1, px=max(1, int(ttl_s * 1000)))
+            await pipe.execute()
+
+    async def denied(self, keys: list[str]) -> bool:
+        return bool(keys) and int(await self._redis.exists(*(f"{self._prefix}:deny:{key}" for key in keys))) > 0
+
     async def save_recording(self, recording: dict[str, Any]) -> None:
         recording_id, started_at = recording["id"], float(recording["started_at"])
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -37,6 +37,7 @@ _QUEUED: dict[str, object] = {
     "record_stay": None,
     "release_room": None,
     "save_recording": None,
+    "deny": None,
 }
 _SKIPPED: dict[str, object] = {"heartbeat": None, "renew_rooms": []}
 _READS = {
@@ -53,7 +54,11 @@ _READS = {
     "room_owner",
     "recordings",
     "recording",
+    "denied",
 }
+# Reads that answer this while Redis is away and they were never read: the denylist cannot be
+# consulted then, and lessons go on (a revocation still closes the sessions it names at once).
+_READ_DEFAULTS: dict[str, object] = {"denied": False}
 
 
 Kwargs = dict[str, Any]
@@ -112,6 +117,13 @@ class ResilientStore:
         return _QUEUED[name]
 
     async def _read(self, name: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: Kwargs) -> Any:
+        if name in _READ_DEFAULTS:  # nothing to remember: a fresh answer, or the default
+            if self.up:
+                try:
+                    return await method(*args, **kwargs)
+                except FAILURES as exc:
+                    self._went_down(exc)
+            return _READ_DEFAULTS[name]
         key = (name, *args, *sorted(kwargs.items()))
         if self.up:
             try:
