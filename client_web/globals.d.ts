@@ -25,8 +25,29 @@ export interface HlsConstructor {
   isSupported(): boolean;
 }
 
+/** The part of tus-js-client 4.x (vendor/tus.min.js, a classic script that sets window.tus) the library page uses. */
+export interface TusUploadOptions {
+  endpoint: string;
+  headers?: Record<string, string>;
+  metadata?: Record<string, string>;
+  chunkSize?: number;
+  retryDelays?: number[];
+  removeFingerprintOnSuccess?: boolean;
+  onProgress?: (sent: number, total: number) => void;
+  onError?: (error: Error) => void;
+  onSuccess?: () => void;
+}
+
+export interface TusUpload {
+  readonly url: string | null;
+  start(): void;
+  abort(): Promise<void>;
+}
+
 declare global {
   interface Window {
+    /** tus-js-client, once its script has run. */
+    tus?: { Upload: new (file: File, options: TusUploadOptions) => TusUpload };
     /** hls.js, once its script has run. */
     Hls?: HlsConstructor;
     /** What a page shows the tests: `stats()` and, on the classroom pages, `dropConnection()`. */

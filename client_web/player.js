@@ -11,6 +11,7 @@
 // The teacher's shared screen takes the main place while its frames flow, the camera then small
 // in a corner (live.js has the live side).
 
+import { InStep } from "./instep.js";
 import { $, button, video } from "./dom.js";
 import { Autoplay } from "./autoplay.js";
 import { LiveVideo, FREEZE_MS, FRAME_FRESH_MS } from "./live.js";
@@ -59,6 +60,7 @@ export class Player {
     this.live = new LiveVideo(signaling, this.autoplay, { recorded: () => this.active === "recorded", render: hooks.render });
     this.video = this.live.video; // the live video (WebRTC or HLS)
     this.rec = video("recorded"); // the slot's recording
+    this.inStep = new InStep(this.rec, hooks.render); // a recorded slot: the class watches together
     this.overlay = $("waiting");
     this.overlayText = $("waiting-text");
     this.unmuteBtn = button("unmute");
@@ -69,6 +71,8 @@ export class Player {
     this.stageBox = $("main-stage");
     /** @type {Lesson | null} joined.lesson */
     this.lesson = null;
+    /** @type {import("./protocol").NextLesson | null} no slot now: the next one today */
+    this.nextLesson = null;
     /** @type {number | null} performance.now() of the first `joined` */
     this.joinedAt = null;
     this.recordingFailed = false; // the recording could not be loaded or decoded
@@ -116,6 +120,8 @@ export class Player {
     if (first) this.joinedAt = performance.now();
     this.live.joined(msg, first);
     this.lesson = msg.lesson && typeof msg.lesson === "object" ? msg.lesson : null;
+    this.nextLesson = msg.next_lesson || null;
+    this.inStep.joined(this.lesson, msg.server_time || 0);
     this.showLesson();
     this.loadRecording();
   }
@@ -218,6 +224,8 @@ export class Player {
     const from = this.active;
     this.active = target;
     const rec = this.rec;
+    if (target === "recorded" && this.lesson && this.lesson.mode === "recorded") this.inStep.start();
+    else this.inStep.stop();
     if (target === "recorded") {
       this.recordedSince = performance.now();
       this.video.muted = true; // the live sound, if any comes, stays off under the recording
@@ -249,12 +257,15 @@ export class Player {
     const src = this.source();
     this.overlay.hidden = src !== "none";
     let text;
-    if (this.active === "recorded") {
+    if (this.active === "recorded" && this.inStep.over) {
+      text = "本节课已结束 The lesson is over";
+    } else if (this.active === "recorded") {
       text = this.recordingFailed ? "录播课无法播放 The recorded lesson cannot be played." : "正在载入录播课… Loading the recorded lesson…";
     } else if (state === "error" || state === "closed") text = ENDED_TEXT[this.signaling.ended || ""] || "未连接 Not connected";
     else if (state === "reconnecting") text = "正在重新连接… Reconnecting…";
     else if (!live.live && this.recordingFailed)
       text = "录播课无法播放，等待老师开始直播 The recorded lesson cannot be played — waiting for the teacher…";
+    else if (!live.live && !this.lesson && this.nextLesson) text = countdown(this.nextLesson, this.inStep);
     else if (!live.live) text = "等待老师开始直播 Waiting for the teacher to start…";
     else if (performance.now() - live.lastFrameAt < FRAME_FRESH_MS || live.framesDecoded === 0)
       text = "老师已开始直播，正在载入画面… The teacher is live — loading the video…";
@@ -355,6 +366,7 @@ export class Player {
       lesson: this.lesson ? this.lesson.mode : null,
       recording: r ? r.id : null,
       recordedTime: this.rec.currentTime || 0,
+      inStep: this.inStep.stats(),
       recordedPaused: this.rec.paused,
       recordedFrames: this.recordedFrames(),
       liveFramesDecoded: live.framesDecoded,
@@ -364,4 +376,16 @@ export class Player {
       screen: this.screenShown() ? { framesDecoded: live.screenFrames, videoWidth: live.screenVideo.videoWidth } : null,
     };
   }
+}
+
+
+/**
+ * "下一节 数学 12:30 后开始": the class's next slot today, counted down by the server's clock.
+ * @param {{subject: string, starts_at: number}} next
+ * @param {InStep} clock
+ */
+function countdown(next, clock) {
+  const left = Math.max(0, Math.round(next.starts_at - (clock.serverAt + (performance.now() - clock.perfAt) / 1000)));
+  const mmss = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+  return `下一节 ${next.subject} ${mmss} 后开始 Next: ${next.subject} in ${mmss}`;
 }

@@ -12,6 +12,9 @@ export type Slot = "audio" | "video" | "screen" | "stage_audio" | "stage_video";
 export interface LessonRecording {
   id: string;
   url: string;
+  kind?: "video" | "audio";
+  duration_s?: number | null;
+  poster_url?: string | null;
 }
 
 export interface Lesson {
@@ -19,6 +22,14 @@ export interface Lesson {
   subject: string;
   class_name: string;
   recording: LessonRecording | null;
+  /** The slot, epoch seconds: a recorded slot plays in step. */
+  starts_at: number;
+  ends_at: number;
+}
+
+export interface NextLesson {
+  subject: string;
+  starts_at: number;
 }
 
 export interface Joined {
@@ -33,6 +44,8 @@ export interface Joined {
   hand?: boolean;
   hls?: string | null;
   resume?: string;
+  server_time?: number;
+  next_lesson?: NextLesson | null;
 }
 
 export interface SeatTaken {

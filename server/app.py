@@ -25,6 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .cluster import Cluster
 from .lessons.catalog import Catalog
 from .lessons.demo import ensure_demo_lesson
+from .lessons.ingest_queue import IngestQueue
+from .lessons.library import Library
 from .lessons.schedule import Schedule
 from .media.ice import use_host_addresses
 from .media.interfaces import MediaBackend
@@ -35,7 +37,7 @@ from .metrics import Gauges, make_registry
 from .rooms import Rooms
 from .rooms.stream import HlsPolicy
 from .settings import Settings
-from .signaling import api, files
+from .signaling import api, files, library_api
 from .signaling.access import Access, MediaSigner, credential
 from .signaling.session import Session, Sessions
 from .state import StoreUnavailable, open_state
@@ -87,13 +89,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog.on_change = lambda recording: asyncio.ensure_future(store.save_recording(recording.to_json()))
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
         schedule.load(settings.timetable)
+        ingest = IngestQueue(
+            settings.data_dir / "ingest",
+            on_done=lambda lesson_id, result: library.ingested(lesson_id, result),
+            max_duration_s=settings.max_lesson_s,
+        )
+        library = Library(catalog, settings.data_dir / "uploads", ingest)
+        await ingest.start()  # a job a restart interrupted is done again
         hls = HlsPolicy(settings.hls_dir, settings.hls_above) if settings.hls else None
         rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now, hls)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         cluster = Cluster(rooms, store, bus, settings.relay_address, url)
         signer = MediaSigner(settings.media_secret, parse_duration(settings.media_url_ttl))
         access = Access(settings.signing_secret, settings.lifetimes, store, schedule.school_of)
-        app.state.services = api.Services(settings, cluster, catalog, schedule, access, signer)
+        app.state.services = api.Services(settings, cluster, catalog, schedule, access, signer, library)
         stats = _StatsCache(pool)
         gauges = _gauges(settings, rooms, cluster, pool, store)
         gauges["sessions"] = ("Open signaling sessions", lambda: len(sessions.joined) + len(sessions.unjoined))
@@ -114,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             refresher.cancel()
+            await ingest.close()
             await rooms.close()  # members reconnect: to another node, where there is one
             await cluster.close()
             await bus.close()
@@ -148,7 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def page(name: str) -> FileResponse:
         return FileResponse(CLIENT_DIR / name, headers={"Cache-Control": "no-cache"})
 
-    pages = {"/": "index.html", "/teach": "teach.html", "/learn": "learn.html", "/replay": "replay.html"}
+    pages = {
+        "/": "index.html",
+        "/teach": "teach.html",
+        "/learn": "learn.html",
+        "/replay": "replay.html",
+        "/library": "library.html",
+        "/review": "review.html",
+    }
     for path, name in pages.items():
         app.add_api_route(path, functools.partial(page, name), include_in_schema=False)  # no parameters
     app.add_api_route("/replay/{recording_id}", lambda recording_id: page("replay.html"), include_in_schema=False)
@@ -164,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(app.state.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)
+    app.include_router(library_api.router)
+    app.include_router(library_api.upload_router(settings))
     app.include_router(files.router)
 
     @app.websocket("/ws")

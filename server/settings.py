@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # served only when api_docs is on.
     metrics_token: str | None = None
     api_docs: bool = True
+    # nginx serves lesson files: the prefix of its internal location for data_dir/recordings (README).
+    accel_redirect: str | None = None
+    # The lesson library: the largest upload (bytes) and lesson (seconds) accepted.
+    max_upload_bytes: int = 4 * 1024**3
+    max_lesson_s: float = 3 * 3600.0
     keyframe_request_interval_s: float = 0.5
     # Media in worker processes (one per core is the production shape); 0 keeps it in this process.
     media_workers: int = 0

@@ -16,12 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from tusclient import client as tus
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from server.tokens import CITY
 
 from .conftest import TEST_SECRET, ServerProcess, free_port, start_server, stop_server
+from .media_files import h264_aac_mp4
 from .peers import SignalingClient
 
 ROOM, OTHER = "a1", "b1"  # a class of school A, and one of school B
@@ -138,7 +140,13 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", f"/api/rooms/{ROOM}/attendance", None, only({"teacher": 200, "admin:School A": 200, f"admin:{CITY}": 200})),
     ("GET", "/api/attendance/rates", None, only(ADMINS)),
     ("GET", "/api/recordings", None, ALL),
-    ("GET", "/api/recordings/demo", None, only(ROOMS_OF_A | {"reviewer": 200}, others=404)),
+    ("GET", "/api/recordings/demo", None, ALL),  # approved: every token holder (a1's timetable plays it too)
+    ("GET", "/api/lessons/{pending}", None,  # an upload waiting for review
+     only({"teacher": 200, "admin:School A": 200, f"admin:{CITY}": 200, "reviewer": 200}, others=404)),
+    ("POST", "/api/lessons/{pending}/review", {"decision": "reject", "reason": "x"},
+     only({"teacher": 403, "admin:School A": 200, f"admin:{CITY}": 200, "reviewer": 200}, others=404)),
+    ("POST", "/api/uploads", None,  # every teacher and admin uploads (412: this bare request is not tus)
+     only({"teacher": 412, "other:teacher": 412, "admin:School A": 412, "admin:School B": 412, f"admin:{CITY}": 412})),
     ("GET", "/api/edge", None, only(ROOMS_OF_A | {"reviewer": 200})),
     ("GET", "/healthz", None, dict.fromkeys(CALLERS, 200)),
     ("GET", "/learn", None, dict.fromkeys(CALLERS, 200)),
@@ -152,10 +160,31 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
 ]  # fmt: skip
 
 
-def test_every_http_route_decides_who_may_use_it(private: ServerProcess) -> None:
+@pytest.fixture(scope="module")
+def pending(private: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A lesson a1's teacher uploaded, waiting for review."""
+    path = h264_aac_mp4(tmp_path_factory.mktemp("upload") / "lesson.mp4", seconds=2)
+    fields = {"filename": "lesson.mp4", "filetype": "video/mp4", "title": "t", "grade": "初三", "subject": "数学"}
+    uploader = tus.TusClient(private.url + "/api/uploads", headers=headers(private, "teacher")).uploader(
+        str(path), metadata=fields
+    )
+    uploader.upload()
+    lesson_id = str(uploader.url).rsplit("/", 1)[1]
+    deadline = time.monotonic() + 60
+    while (
+        httpx.get(f"{private.url}/api/lessons/{lesson_id}", headers=headers(private, "teacher")).json()["status"]
+        != "pending"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return lesson_id
+
+
+def test_every_http_route_decides_who_may_use_it(private: ServerProcess, pending: str) -> None:
     wrong: list[str] = []
     with httpx.Client(base_url=private.url, timeout=10) as http:
-        for (method, path, body, expected), caller in itertools.product(ROUTES, CALLERS):
+        for (method, template, body, expected), caller in itertools.product(ROUTES, CALLERS):
+            path = template.replace("{pending}", pending)
             params = {"room": ROOM} if path == "/api/edge" else None
             kwargs: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
             answer = http.request(method, path, params=params, headers=headers(private, caller), **kwargs)
@@ -164,14 +193,16 @@ def test_every_http_route_decides_who_may_use_it(private: ServerProcess) -> None
     assert not wrong, "\n".join(wrong)
 
 
-def test_lists_show_only_what_the_caller_may_see(private: ServerProcess) -> None:
+def test_lists_show_only_what_the_caller_may_see(private: ServerProcess, pending: str) -> None:
     with httpx.Client(base_url=private.url, timeout=10) as http:
 
         def listed(caller: str) -> set[str]:
-            return {r["id"] for r in http.get("/api/recordings", headers=headers(private, caller)).json()}
+            return {r["id"] for r in http.get("/api/lessons", headers=headers(private, caller)).json()}
 
-        assert "demo" in listed("student")  # a1's timetable plays it
-        assert "demo" not in listed("other:student") and "demo" not in listed("admin:School B")
+        assert "demo" in listed("other:student")  # approved: everyone's
+        assert pending in listed("teacher") and pending in listed("reviewer") and pending in listed("admin:School A")
+        for caller in ("student", "inspector", "other:teacher", "admin:School B"):
+            assert pending not in listed(caller), caller
         table = http.get("/api/timetable", headers=headers(private, "other:teacher")).json()
         assert [c["id"] for c in table["classes"]] == [OTHER]
         school_a = http.get("/api/timetable", headers=headers(private, "admin:School A")).json()

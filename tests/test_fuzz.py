@@ -70,7 +70,7 @@ def test_any_token(token: str) -> None:
 @given(st.text(max_size=400) | json_values.map(json.dumps))
 def test_any_timetable(text: str) -> None:
     try:
-        parse_timetable(text, lambda recording: True)
+        parse_timetable(text, lambda recording, class_id: None)
     except TimetableError as exc:
         assert exc.problems
 

@@ -17,14 +17,25 @@ import pytest
 from server.settings import Settings
 from server.signaling.access import MediaSigner
 
-from .conftest import TEST_SECRET, ServerProcess, free_port
+from .conftest import TEST_SECRET, ServerProcess, free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # Debian's nginx-light (.ci/run installs it)
 
 
 @pytest.fixture(scope="module")
-def nginx(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A node that leaves sending lesson files to nginx (X-Accel-Redirect)."""
+    tmp = tmp_path_factory.mktemp("origin")
+    server = start_server(tmp, env={"SKYCLASS_ACCEL_REDIRECT": "/_skyclass_files/"})
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def nginx(origin: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = origin
+    accel_dir = server.log_path.parent / "data" / "recordings"
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
     upstream = server.url.removeprefix("http://")
@@ -45,6 +56,7 @@ http {{
         listen 127.0.0.1:{port};
         set $skyclass_media_secret "{Settings(secret=TEST_SECRET).media_secret}";
         include {ROOT}/ops/nginx/media.conf;
+        location /_skyclass_files/ {{ internal; alias {accel_dir}/; }}
     }}
 }}
 """
@@ -69,11 +81,15 @@ def signer(ttl_s: int) -> MediaSigner:
     return MediaSigner(Settings(secret=TEST_SECRET).media_secret, ttl_s)
 
 
-def test_signed_urls_through_nginx(nginx: str, server: ServerProcess) -> None:
+def test_signed_urls_through_nginx(nginx: str, origin: ServerProcess) -> None:
+    server = origin
     url = signer(3600).url("/recordings/demo", ".webm")
+    demo = (server.log_path.parent / "data" / "recordings" / "demo.webm").read_bytes()
     with httpx.Client(base_url=nginx, timeout=10) as http:
         played = http.get(url, headers={"Range": "bytes=0-1023"})
-        assert played.status_code == 206 and len(played.content) == 1024
+        assert played.status_code == 206 and played.content == demo[:1024]  # sent by nginx itself
+        direct = httpx.get(server.url + url, timeout=10)  # the node checked it and named the file
+        assert direct.headers["x-accel-redirect"] == "/_skyclass_files/demo.webm" and not direct.content
         asked_before = server.log().count("/media/")
         signature = url.split("/")[2]
         assert http.get(url.replace(signature, signature[::-1])).status_code == 403

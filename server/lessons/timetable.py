@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
-GRADES = ("初一", "初二", "初三", "高一", "高二", "高三")
+PRIMARY = ("一年级", "二年级", "三年级", "四年级", "五年级", "六年级")
+SECONDARY = ("初一", "初二", "初三", "高一", "高二", "高三")
+GRADES = PRIMARY + SECONDARY  # 小学 to 高三, in order
 GRADUATING = frozenset({"初三", "高三"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -95,7 +97,13 @@ class Timetable:
         }
 
 
-def parse_timetable(text: str, recording_exists: Callable[[str], bool]) -> Timetable:
+# What is wrong with naming lesson ``id`` in a slot of class ``class_id``, in words ("there is no
+# lesson 'x'"), or None: it must exist and be approved for pupils (a class's own live recordings
+# are, for that class).
+LessonCheck = Callable[[str, str], str | None]
+
+
+def parse_timetable(text: str, lesson_problem: LessonCheck) -> Timetable:
     """Parse and check a timetable; raises ``TimetableError`` naming the line of every problem."""
     try:
         root = yaml.compose(text)
@@ -113,7 +121,7 @@ def parse_timetable(text: str, recording_exists: Callable[[str], bool]) -> Timet
                 problems.append(f"line {_line(node)}: class {school_class.id!r} is defined twice")
             timetable.classes[school_class.id] = school_class
     for node in _items(sections.get("slots"), "slots", problems):
-        slot = _slot(node, timetable.classes, recording_exists, problems)
+        slot = _slot(node, timetable.classes, lesson_problem, problems)
         if slot is None:
             continue
         for other in timetable.slots:
@@ -196,7 +204,7 @@ def _time(text: str, line: int, problems: list[str]) -> dt.time | None:
 def _slot(
     node: yaml.MappingNode,
     classes: dict[str, SchoolClass],
-    recording_exists: Callable[[str], bool],
+    lesson_problem: LessonCheck,
     problems: list[str],
 ) -> Slot | None:
     fields, line = _fields(node), _line(node)
@@ -220,12 +228,14 @@ def _slot(
             mode = Mode(mode_text.value)
         except ValueError:
             problems.append(f"line {_line(mode_text)}: mode must be 'live' or 'recorded', not {mode_text.value!r}")
-    recording_node = fields.get("recording")
+    recording_node = fields.get("recording", fields.get("lesson"))  # `lesson`: the same, by another name
     recording = str(recording_node.value) if isinstance(recording_node, yaml.ScalarNode) else None
-    if recording is not None and not recording_exists(recording):
-        problems.append(f"line {line}: there is no recording {recording!r}")
+    if recording is not None and class_id is not None:
+        problem = lesson_problem(recording, class_id)
+        if problem is not None:
+            problems.append(f"line {line}: {problem}")
     if mode is Mode.RECORDED and recording is None:
-        problems.append(f"line {line}: a recorded slot needs a 'recording'")
+        problems.append(f"line {line}: a recorded slot needs a 'recording' (a lesson of the library)")
     if len(problems) > before or class_id is None or start is None or end is None:
         return None
     return Slot(class_id, days, start, end, subject, mode, recording, line)
@@ -245,9 +255,9 @@ def demo_timetable_text(recording: str = "demo") -> str:
     """One class per grade, all day: live for the graduating grades, recorded for the rest."""
     ids = {"初一": "g7-1", "初二": "g8-1", "初三": "g9-1", "高一": "g10-1", "高二": "g11-1", "高三": "g12-1"}
     lines = ["classes:"]
-    lines += [f"  - {{id: {ids[g]}, grade: {g}, name: {g}(1)班, school: 示范学校}}" for g in GRADES]
+    lines += [f"  - {{id: {ids[g]}, grade: {g}, name: {g}(1)班, school: 示范学校}}" for g in SECONDARY]
     lines.append("slots:")
-    for grade in GRADES:
+    for grade in SECONDARY:
         mode = "live" if grade in GRADUATING else "recorded"
         lines.append(
             f'  - {{class: {ids[grade]}, start: "00:00", end: "24:00", subject: 示范课 Demo lesson, '

@@ -18,9 +18,18 @@ from functools import partial
 from typing import Any, cast
 
 import av
-from aiortc.codecs.h264 import H264PayloadDescriptor
 
-from .recorder import MS, FrameAssembler, QueuedPacket, RecordingInfo, TrackClock, Writer, play, vp8_payload
+from .recorder import (
+    MS,
+    FrameAssembler,
+    QueuedPacket,
+    RecordingInfo,
+    TrackClock,
+    Writer,
+    h264_payload,
+    play,
+    vp8_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +40,6 @@ MAX_INTERLEAVE_US = 500_000
 AAC_FRAME = 1024
 AUDIO_RATE = 48000
 AUDIO_BASE = fractions.Fraction(1, AUDIO_RATE)
-
-
-def h264_payload(payload: bytes) -> bytes:
-    """One RTP payload of H.264 (RFC 6184) as Annex B bytes."""
-    return H264PayloadDescriptor.parse(payload)[1]
 
 
 def hls_writer(video_mime: str, audio: bool) -> Callable[[RecordingInfo], Writer]:

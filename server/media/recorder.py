@@ -1,12 +1,13 @@
 """Recording a publication with PyAV, from the packets the SFU already forwards: no decoding.
 
 The forwarding path only appends each packet to a queue (``Recorder.tap``); a thread of its own
-reassembles frames, stamps them and muxes them into WebM (VP8 + Opus). Clusters are closed every
-second, so a file whose writer was killed still plays up to its last second.
+reassembles frames, stamps them and muxes them: VP8 + Opus into WebM, H.264 + Opus into MP4 (what
+browsers play; WebM refuses H.264), fragmented until it is finished. WebM clusters and MP4 fragments
+are closed every second, so a file whose writer was killed still plays up to its last second.
 
 Timing: each track's presentation times come from its RTP timestamps (smooth), placed on a common
 clock by the arrival time of the track's first frame, so audio and video start together. The file
-starts at the first video keyframe (a WebM must); audio before it is left out.
+starts at the first video keyframe (an H.264 one with its SPS and PPS); audio before it is left out.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, ClassVar, Protocol, cast
 
 import av
+from aiortc.codecs.h264 import H264PayloadDescriptor
 
 from .rtp import vp8_keyframe_start
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 4096  # packets waiting for the writer (~15 s of a lesson); past it, packets are dropped
 MS = fractions.Fraction(1, 1000)
 AVFMT_FLAG_FLUSH_PACKETS = 0x0200  # libavformat: write each packet out as it is muxed
+START_CODE = b"\x00\x00\x00\x01"  # what ``h264_payload`` puts before each NAL unit
+NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
 
 # (kind, sequence number, RTP timestamp, marker, payload, keyframe, arrival monotonic time)
 QueuedPacket = tuple[str, int, int, bool, bytes, bool, float]
@@ -57,6 +61,24 @@ def vp8_payload(payload: bytes) -> bytes:
         if ext & 0x30:
             offset += 1
     return payload[offset:]
+
+
+def h264_payload(payload: bytes) -> bytes:
+    """One RTP payload of H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) as Annex B bytes."""
+    return H264PayloadDescriptor.parse(payload)[1]
+
+
+def h264_nal_units(frame: bytes) -> list[bytes]:
+    """The NAL units of a frame made by ``h264_payload`` (emulation prevention keeps start codes out
+    of a NAL unit, so splitting at them is exact)."""
+    return [nal for nal in frame.split(START_CODE) if nal]
+
+
+def h264_frame_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height of an H.264 keyframe that carries its SPS and PPS, from decoding it once."""
+    decoder = av.CodecContext.create("h264", "r")
+    decoder.decode(av.Packet(frame))
+    return (decoder.width, decoder.height) if decoder.width and decoder.height else None
 
 
 @dataclass
@@ -202,24 +224,28 @@ class Recorder:
                 pass  # keep draining so the forwarding path never blocks
 
 
-class WebmWriter:
-    def __init__(self, info: RecordingInfo) -> None:
+class FileWriter:
+    """What the recording formats share: the file opens at the first video frame ``_first`` takes,
+    and each track is stamped on the recording's clock. Subclasses name the container and say how
+    the video track is described."""
+
+    FORMAT: ClassVar[str]
+    OPTIONS: ClassVar[dict[str, str]]
+
+    def __init__(self, info: RecordingInfo, depacketize: Callable[[bytes], bytes]) -> None:
         self.info = info
         self.container: av.container.OutputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
         self.file: BinaryIO | None = None
-        self.assembler = FrameAssembler()
+        self.assembler = FrameAssembler(depacketize)
         self.clocks = {"video": TrackClock(90000), "audio": TrackClock(48000)}
         self.start = 0.0
         self.last_pts = {"video": -1, "audio": -1}
+        self.size = (0, 0)
 
     def run(self, packets: queue.SimpleQueue[QueuedPacket | None]) -> None:
         play(packets, self.assembler, self._video, self._audio)
-
-    def _audio(self, payload: bytes, ts: int, arrival: float) -> None:
-        if self.container is not None:  # the file starts at the first keyframe
-            self._mux("audio", payload, ts, arrival, keyframe=True)
 
     def close(self) -> None:
         try:
@@ -229,15 +255,29 @@ class WebmWriter:
             if self.file is not None:
                 self.file.close()
 
-    def _open(self, width: int, height: int, arrival: float) -> None:
+    def _first(self, frame: bytes, keyframe: bool) -> bytes | None:
+        """The frame to start the file with (``self.size`` set), or None to wait for another."""
+        raise NotImplementedError
+
+    def _keyframe(self, frame: bytes, keyframe: bool) -> bool:
+        return keyframe
+
+    def _video_stream(self, container: av.container.OutputContainer) -> av.VideoStream:
+        raise NotImplementedError
+
+    def _audio(self, payload: bytes, ts: int, arrival: float) -> None:
+        if self.container is not None:  # the file starts at the first keyframe
+            self._mux("audio", payload, ts, arrival, keyframe=True)
+
+    def _open(self, arrival: float) -> None:
         self.info.path.parent.mkdir(parents=True, exist_ok=True)
         # Our own unbuffered file: a failed write (a full disk) raises at the packet that failed,
         # where libavformat's own I/O would report it only when the file is closed.
-        self.file = open(self.info.path, "wb", buffering=0)  # noqa: SIM115 (closed in run)
-        # Clusters of at most a second: what a killed writer leaves behind still plays.
-        container = av.open(self.file, "w", format="webm", options={"cluster_time_limit": "1000"})
-        video = container.add_stream("libvpx", rate=30)  # the encoder is never fed: it only describes the track
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        self.file = open(self.info.path, "wb", buffering=0)  # noqa: SIM115 (closed in close)
+        container = av.open(self.file, "w", format=self.FORMAT, options=self.OPTIONS)
+        video = self._video_stream(container)
+        # An encoder that is never fed: it describes the track (its OpusHead is the codec's extradata,
+        # which a stream from add_mux_stream("opus") lacks and MP4 cannot do without).
         audio = container.add_stream("libopus", rate=48000, layout="stereo")
         container.flags |= AVFMT_FLAG_FLUSH_PACKETS  # each packet reaches the disk at once
         self.container, self.video, self.audio = container, video, audio
@@ -245,10 +285,13 @@ class WebmWriter:
 
     def _video(self, frame: bytes, keyframe: bool, ts: int, arrival: float) -> None:
         if self.container is None:
-            size = vp8_frame_size(frame) if keyframe else None
-            if size is None:
+            first = self._first(frame, keyframe)
+            if first is None:
                 return
-            self._open(*size, arrival)
+            frame = first
+            self._open(arrival)
+        else:
+            keyframe = self._keyframe(frame, keyframe)
         self._mux("video", frame, ts, arrival, keyframe)
         self.info.video_frames += 1
 
@@ -271,11 +314,94 @@ class WebmWriter:
         self.info.duration_s = max(self.info.duration_s, pts / 1000)
 
 
+class WebmWriter(FileWriter):
+    """VP8 + Opus in WebM."""
+
+    FORMAT = "webm"
+    OPTIONS = {"cluster_time_limit": "1000"}  # clusters of at most a second: a killed writer's file still plays
+
+    def __init__(self, info: RecordingInfo) -> None:
+        super().__init__(info, vp8_payload)
+
+    def _first(self, frame: bytes, keyframe: bool) -> bytes | None:
+        size = vp8_frame_size(frame) if keyframe else None
+        if size is None:
+            return None
+        self.size = size
+        return frame
+
+    def _video_stream(self, container: av.container.OutputContainer) -> av.VideoStream:
+        video = container.add_stream("libvpx", rate=30)  # the encoder is never fed: it only describes the track
+        video.width, video.height = self.size
+        video.pix_fmt = "yuv420p"
+        return video
+
+
+class Mp4Writer(FileWriter):
+    """H.264 + Opus in MP4, remuxed as it came. The file starts at an IDR frame carrying
+    the SPS and PPS (the latest seen are put before it when it came without): libavformat takes the
+    codec's extradata (the MP4's avcC) from the first packet."""
+
+    FORMAT = "mp4"
+    OPTIONS = {
+        # Fragmented while written: a header (an empty moov) first, then a fragment at each keyframe
+        # and at least every second, so what a killed writer leaves behind still plays, as with
+        # WebM's clusters. Closing turns it into a plain MP4 in place (a moov at the end, the
+        # fragments wrapped in one mdat), so players know its duration and can seek at once.
+        "movflags": "hybrid_fragmented+frag_keyframe",
+        "frag_duration": "1000000",
+    }
+
+    def __init__(self, info: RecordingInfo) -> None:
+        super().__init__(info, h264_payload)
+        self.parameter_sets: dict[int, bytes] = {}  # the latest SPS and PPS, by NAL type
+
+    def _keyframe(self, frame: bytes, keyframe: bool) -> bool:
+        types = {nal[0] & 0x1F for nal in h264_nal_units(frame)}
+        return NAL_IDR in types  # a sync sample: an IDR, not merely a frame led by an SPS
+
+    def _first(self, frame: bytes, keyframe: bool) -> bytes | None:
+        nals = h264_nal_units(frame)
+        for nal in nals:
+            if nal[0] & 0x1F in (NAL_SPS, NAL_PPS):
+                self.parameter_sets[nal[0] & 0x1F] = nal
+        types = {nal[0] & 0x1F for nal in nals}
+        if NAL_IDR not in types or len(self.parameter_sets) < 2:
+            return None
+        if not {NAL_SPS, NAL_PPS} <= types:
+            frame = b"".join(START_CODE + self.parameter_sets[t] for t in (NAL_SPS, NAL_PPS)) + frame
+        size = h264_frame_size(frame)
+        if size is None:
+            return None
+        self.size = size
+        return frame
+
+    def _video_stream(self, container: av.container.OutputContainer) -> av.VideoStream:
+        width, height = self.size
+        video = cast(av.VideoStream, container.add_mux_stream("h264", width=width, height=height))
+        video.time_base = MS
+        return video
+
+
+# What each video codec is recorded into: the file's extension and its writer.
+FORMATS: dict[str, tuple[str, Callable[[RecordingInfo], Writer]]] = {
+    "video/vp8": (".webm", WebmWriter),
+    "video/h264": (".mp4", Mp4Writer),
+}
+
+
+def recording_format(video_mime: str) -> tuple[str, Callable[[RecordingInfo], Writer]] | None:
+    """The file extension and writer for a recording whose video is ``video_mime``; None for a codec
+    this recorder cannot take."""
+    return FORMATS.get(video_mime.lower())
+
+
 def record_track(recorder: Recorder, kind: str, mime_type: str) -> Tap | None:
-    """The tap for a track this recorder can take, or None (only VP8 video and Opus audio for now)."""
-    if (kind, mime_type.lower()) in (("video", "video/vp8"), ("audio", "audio/opus")):
+    """The tap for a track this recorder can take, or None (VP8 or H.264 video, Opus audio)."""
+    name = mime_type.lower()
+    if (kind == "video" and name in FORMATS) or (kind, name) == ("audio", "audio/opus"):
         return recorder.tap(kind)
     return None
 
 
-__all__ = ["Recorder", "RecordingInfo", "record_track", "vp8_keyframe_start"]
+__all__ = ["Recorder", "RecordingInfo", "record_track", "recording_format", "vp8_keyframe_start"]

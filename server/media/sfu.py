@@ -25,7 +25,7 @@ from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .hls import hls_writer
 from .interfaces import SLOTS, TRACK_NAMES, Kind, OnFailed, OnQuality, PeerId, SdpError, Slot, SourceRole
 from .layers import HIGH, LOW, START_QUIET_S, STILL, LayerChoice
-from .recorder import Recorder, record_track
+from .recorder import Recorder, record_track, recording_format
 from .relay import RELAY_SSRC, RelayEgress, RelayIngress
 from .seam import (
     IdleTrack,
@@ -353,16 +353,30 @@ class Sfu:
         return self._add(await RelayEgress.open(source, host, port, key, self.stats))
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
+        """Record to ``path`` with the extension the video codec needs (``.webm`` for VP8, ``.mp4``
+        for H.264); ``stop_recording`` says which file it was."""
         source = self._get(publication, Publication)
         await self.stop_recording(publication)
-        lesson = Recorder(Path(path), self._recording_failed)
-        for up in (source.tracks.get("audio"), source.tracks.get("video")):  # the camera and microphone
+        camera = source.tracks.get("video")
+        lesson = self._recorder(Path(path), camera)
+        for up in (source.tracks.get("audio"), camera):  # the camera and microphone
             _record(lesson, up)
         screen_track, screen = source.tracks.get("screen"), None
         if screen_track is not None:  # a shared screen: its own file beside the lesson's
-            screen = Recorder(screen_path(Path(path)), self._recording_failed)
+            screen = self._recorder(screen_path(Path(path)), screen_track)
             _record(screen, screen_track)
         self._recorders[publication] = (lesson, screen)
+
+    def _recorder(self, path: Path, video: UpTrack | None) -> Recorder:
+        """A recorder writing ``video``'s codec into the container that takes it (WebM without video)."""
+        mime_type = video.mime_type if video is not None else "video/vp8"
+        found = recording_format(mime_type)
+        if found is None:
+            log.warning("video in %s is not recorded: %s goes into none of our containers", path.name, mime_type)
+            found = recording_format("video/vp8")
+            assert found is not None
+        suffix, writer = found
+        return Recorder(path.with_suffix(suffix), self._recording_failed, writer)
 
     def _recording_failed(self) -> None:
         self.stats.recording_failures += 1  # from the recorder's thread: one integer, under the GIL
@@ -376,6 +390,7 @@ class Sfu:
         loop = asyncio.get_running_loop()
         info = await loop.run_in_executor(None, lesson.stop)
         result: dict[str, object] = {
+            "file": info.path.name,  # its extension follows the codec
             "duration_s": info.duration_s,
             "video_frames": info.video_frames,
             "audio_frames": info.audio_frames,

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 
+from ..lessons.catalog import Recording
 from ..state import Store
 from ..tokens import Grant, Lifetimes, Role, TokenError, TokenExpired, verify_token
 
@@ -68,6 +69,19 @@ class MediaSigner:
     def _signature(self, prefix: str, expires: int) -> str:
         digest = hashlib.md5(f"{expires}{prefix} {self.secret}".encode(), usedforsecurity=False).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def recording_urls(signer: MediaSigner, recording: Recording) -> dict[str, str | None]:
+    """A lesson's files on signed URLs: the media, the shared screen and the poster, when it has them."""
+    prefix = f"/recordings/{recording.id}"  # what one signature opens: all of this lesson's files
+    media = recording.file.removeprefix(recording.id) if recording.file else ""
+    return {
+        "media_url": signer.url(prefix, media) if media else None,
+        "screen_url": signer.url(prefix, recording.screen_file.removeprefix(recording.id))
+        if recording.screen_file
+        else None,
+        "poster_url": signer.url(prefix, "-poster.jpg") if recording.poster_file else None,
+    }
 
 
 class Access:

@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from ..cluster import Cluster
 from ..lessons.attendance import as_csv, attendees, rates
-from ..lessons.catalog import Catalog, Recording
+from ..lessons.catalog import Catalog, Recording, Review
+from ..lessons.library import Library
 from ..lessons.schedule import Schedule
 from ..lessons.timetable import TimetableError
 from ..settings import Settings
 from ..state import Store
 from ..tokens import CITY, Grant, Role, issue_token, parse_duration
-from .access import Access, MediaSigner, audit
+from .access import Access, MediaSigner, audit, recording_urls
 
 router = APIRouter()
 
@@ -35,6 +36,7 @@ class Services:
     schedule: Schedule
     access: Access
     signer: MediaSigner
+    library: Library
 
     @property
     def store(self) -> Store:
@@ -252,27 +254,48 @@ async def edge(room: str, svc: Svc, grant: Caller) -> JSONResponse:
 # Recordings -------------------------------------------------------------------------------------------
 
 
-def sees_recording(svc: Services, grant: Grant, recording: Recording) -> bool:
-    """Its class's members and admins, reviewers, and the classes whose timetable plays it (and
-    their admins)."""
-    if svc.access.sees_room(grant, recording.room):
+def uploaded_by(svc: Services, grant: Grant, lesson: Recording) -> bool:
+    """The teacher whose upload it is (by name, in the same school)."""
+    school = svc.schedule.school_of(grant.room) or ""
+    return (
+        grant.role is Role.TEACHER
+        and lesson.source == "upload"
+        and (lesson.teacher, lesson.school) == (grant.name, school)
+    )
+
+
+def sees_lesson(svc: Services, grant: Grant, lesson: Recording) -> bool:
+    """Who may see a lesson of the library (a live recording, an upload, the demo):
+    - approved ones: everyone with a token;
+    - reviewers, and the admins of its school (of its class, for a live recording);
+    - an upload: its teacher;
+    - a live recording: its class's members, and the classes whose timetable plays it (and their admins)."""
+    if lesson.review is Review.APPROVED or grant.role is Role.REVIEWER:
+        return True
+    if grant.role is Role.ADMIN and (
+        grant.covers_school(lesson.school) if lesson.school else svc.access.administers(grant, lesson.room)
+    ):
+        return True
+    if lesson.source == "upload":
+        return uploaded_by(svc, grant, lesson)
+    if svc.access.sees_room(grant, lesson.room):
         return True
     if grant.role is Role.ADMIN:
-        return any(svc.access.administers(grant, c) for c in svc.schedule.classes_playing(recording.id))
-    return svc.schedule.plays(grant.room, recording.id)
+        return any(svc.access.administers(grant, c) for c in svc.schedule.classes_playing(lesson.id))
+    return svc.schedule.plays(grant.room, lesson.id)
 
 
 @router.get("/api/recordings")
 async def recordings(svc: Svc, grant: Caller, room: str | None = None) -> list[dict[str, object]]:
     """The recorded lessons the caller may see, newest first; ``room`` narrows to one class."""
     found = [Recording.from_json(r) for r in await svc.store.recordings(room)]
-    return [recording_json(svc.signer, r) for r in found if sees_recording(svc, grant, r)]
+    return [recording_json(svc.signer, r) for r in found if sees_lesson(svc, grant, r)]
 
 
 @router.get("/api/recordings/{recording_id}")
 async def recording(recording_id: str, svc: Svc, grant: Caller) -> dict[str, object]:
     found = await svc.store.recording(recording_id)
-    if found is None or not sees_recording(svc, grant, Recording.from_json(found)):
+    if found is None or not sees_lesson(svc, grant, Recording.from_json(found)):
         raise HTTPException(status_code=404, detail=f"No recording {recording_id!r}")
     return recording_json(svc.signer, Recording.from_json(found))
 
@@ -282,7 +305,7 @@ def recording_prefix(recording_id: str) -> str:
 
 
 def recording_json(signer: MediaSigner, recording: Recording) -> dict[str, object]:
-    prefix = recording_prefix(recording.id)
+    urls = recording_urls(signer, recording)
     return {
         "id": recording.id,
         "room": recording.room,
@@ -291,7 +314,7 @@ def recording_json(signer: MediaSigner, recording: Recording) -> dict[str, objec
         "start": datetime.fromtimestamp(recording.started_at, UTC).isoformat(),
         "duration": recording.duration_s,
         "status": recording.status.value,
-        "url": signer.url(prefix, ".webm"),
-        "screen_url": signer.url(prefix, "-screen.webm") if recording.screen_file else None,
+        "url": urls["media_url"],
+        "screen_url": urls["screen_url"],
         "replay": f"/replay/{recording.id}",
     }

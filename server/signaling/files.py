@@ -24,18 +24,41 @@ PLAYLIST_CACHE = {"Cache-Control": "public, max-age=1"}  # a cache asks again ab
 SEGMENT_CACHE = {"Cache-Control": "public, max-age=86400, immutable"}
 
 
-@router.get("/media/{signature}/{expires}/recordings/{recording_id}.webm")
-async def recording_media(signature: str, expires: int, recording_id: str, svc: Svc) -> FileResponse:
-    """A recorded lesson (or, ``<id>-screen``, its shared screen), with HTTP range requests."""
-    screen = recording_id.endswith("-screen")
-    recording_id = recording_id.removesuffix("-screen")
-    svc.signer.check(recording_prefix(recording_id), signature, expires)
-    found = await _local_recording(svc, recording_id)
-    if screen:
-        if found.screen_file is None:
-            raise HTTPException(status_code=404, detail=f"Recording {recording_id!r} has no shared screen")
-        return FileResponse(svc.catalog.directory / found.screen_file, media_type="video/webm")
-    return FileResponse(svc.catalog.media_path(found), media_type="video/webm")
+LESSON_FILE = re.compile(
+    r"(?P<id>[A-Za-z0-9_-]+?)(?P<part>\.webm|\.mp4|\.m4a|\.mp3|\.mkv|-screen\.webm|-screen\.mp4|-poster\.jpg)"
+)
+MEDIA_TYPES = {
+    ".webm": "video/webm",
+    ".mp4": "video/mp4",
+    ".m4a": "audio/mp4",
+    ".mp3": "audio/mpeg",
+    ".mkv": "video/x-matroska",
+    "-screen.webm": "video/webm",
+    "-screen.mp4": "video/mp4",
+    "-poster.jpg": "image/jpeg",
+}
+
+
+@router.get("/media/{signature}/{expires}/recordings/{name}", response_model=None)
+async def lesson_file(signature: str, expires: int, name: str, svc: Svc) -> Response:
+    """A lesson's media (with HTTP range requests), its shared screen or its poster. With
+    ``SKYCLASS_ACCEL_REDIRECT`` set, nginx sends the bytes (``X-Accel-Redirect``) once this node has
+    checked the URL: the README's nginx config."""
+    match = LESSON_FILE.fullmatch(name)
+    if match is None:
+        raise HTTPException(status_code=404, detail=f"No lesson file {name!r}")
+    lesson_id, part = match["id"], match["part"]
+    svc.signer.check(recording_prefix(lesson_id), signature, expires)
+    found = await _local_recording(svc, lesson_id)
+    file = (
+        found.poster_file if part == "-poster.jpg" else found.screen_file if part.startswith("-screen") else found.file
+    )
+    if not file or not file.endswith(part):
+        raise HTTPException(status_code=404, detail=f"Lesson {lesson_id!r} has no {part} file")
+    if svc.settings.accel_redirect:
+        headers = {"X-Accel-Redirect": f"{svc.settings.accel_redirect.rstrip('/')}/{file}"}
+        return Response(headers=headers, media_type=MEDIA_TYPES[part])
+    return FileResponse(svc.catalog.directory / file, media_type=MEDIA_TYPES[part])
 
 
 @router.get("/media/{signature}/{expires}/hls/{room}/{name}")

@@ -129,7 +129,10 @@ def _describe(exc: ValidationError) -> str:
 
 class LessonRecording(Message):
     id: str
-    url: str
+    url: str  # signed
+    kind: Literal["video", "audio"] = "video"
+    duration_s: float | None = None
+    poster_url: str | None = None
 
 
 class Lesson(Message):
@@ -139,6 +142,13 @@ class Lesson(Message):
     subject: str
     class_name: str
     recording: LessonRecording | None  # played by a recorded slot, and when a live one has no live
+    starts_at: float  # the slot, in epoch seconds: a recorded slot plays in step, the whole class
+    ends_at: float  # at the same point (at starts_at + however long ago the slot began)
+
+
+class NextLesson(Message):
+    subject: str
+    starts_at: float  # epoch seconds: the page counts down
 
 
 class Joined(Message):
@@ -153,6 +163,8 @@ class Joined(Message):
     hand: bool = False
     hls: str | None = None  # watch this HLS playlist (no offer comes); None: WebRTC
     resume: str = ""  # send this in the next join to take this seat over from a connection that hangs
+    server_time: float = 0.0  # epoch seconds when this was sent: pages play a recorded slot in step by it
+    next_lesson: NextLesson | None = None  # no slot now: the class's next one today
 
 
 class ChatOut(Message):

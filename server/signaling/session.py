@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ..cluster import Cluster, NodeUnreachable, RemoteFailure, RoomHandle, RoomUnavailable
+from ..lessons.catalog import Recording
 from ..lessons.schedule import Schedule
 from ..media.interfaces import PLAYLIST, SdpError
 from ..metrics import SignalingMetrics
@@ -22,7 +23,7 @@ from ..settings import Settings
 from ..state import StoreUnavailable
 from ..tokens import MEMBERS, SUBSCRIBERS, Grant, Role, TokenError, TokenExpired, verify_token
 from . import protocol as p
-from .access import Access, MediaSigner, revocation_keys
+from .access import Access, MediaSigner, recording_urls, revocation_keys
 from .limits import Buckets, TokenBucket, Unjoined, client_address
 
 log = logging.getLogger(__name__)
@@ -386,6 +387,8 @@ class Session:
                 name=self.name,
                 live=result.live,
                 lesson=self._lesson(grant.room),
+                next_lesson=self._next_lesson(grant.room),
+                server_time=time.time(),
                 resumed=result.resumed,
                 hand=result.hand,
                 hls=shared.signer.url(f"/hls/{grant.room}/", PLAYLIST) if result.hls else None,
@@ -433,8 +436,18 @@ class Session:
         lesson = self._shared.schedule.lesson_now(room)
         if lesson is None:
             return None
-        recording = lesson["recording"]
+        recording: Recording | None = lesson["recording"]
         if recording is not None:
-            url = self._shared.signer.url(f"/recordings/{recording}", ".webm")
-            lesson = {**lesson, "recording": {"id": recording, "url": url}}
+            urls = recording_urls(self._shared.signer, recording)
+            lesson["recording"] = {
+                "id": recording.id,
+                "url": urls["media_url"],
+                "poster_url": urls["poster_url"],
+                "kind": recording.kind,
+                "duration_s": recording.duration_s,
+            }
         return p.Lesson.model_validate(lesson)
+
+    def _next_lesson(self, room: str) -> p.NextLesson | None:
+        found = self._shared.schedule.next_lesson(room)
+        return p.NextLesson.model_validate(found) if found else None
