@@ -50,7 +50,7 @@ class LocalHandle:
         self._member = member
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
-        hand = await self._room.hand_raised(self._member.participant_id)
+        hand = await self._room.interaction.hand_raised(self._member.participant_id)
         hls = await self._room.delivery(self._member, delivery)
         return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat)
 

@@ -255,16 +255,16 @@ def operation_of(message: Message) -> Operation[Any]:
 async def publish(room: Room, member: Member, message: Publish) -> PublishAnswer:
     tracks: list[str] | None = list(message.tracks) if message.tracks else None
     if member.role in PUBLISHERS:
-        return PublishAnswer(sdp=await room.publish(member, message.sdp, tracks))
-    return PublishAnswer(sdp=await room.publish_stage(member, message.sdp, tracks))  # when invited on stage
+        return PublishAnswer(sdp=await room.broadcast.publish(member, message.sdp, tracks))
+    return PublishAnswer(sdp=await room.stage.publish(member, message.sdp, tracks))  # when invited on stage
 
 
 @action(Unpublish, EVERYONE, "unpublish")
 async def unpublish(room: Room, member: Member, message: Unpublish) -> None:
     if member.role in PUBLISHERS:
-        await room.unpublish(member)
+        await room.broadcast.unpublish(member)
     elif room.stage.invited == member.participant_id:
-        await room.end_turn()
+        await room.stage.end_turn()
     else:
         raise ClassroomError("forbidden", f"A {member.role.value} may not unpublish; only teacher")
 
@@ -296,27 +296,27 @@ async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -
     rate=Rate(1.0, 5, "a chat message a second"),
 )
 async def chat(room: Room, member: Member, message: Chat) -> None:
-    room.chat(member, message.text)
+    room.interaction.chat(member, message.text)
 
 
 @action(RaiseHand, STUDENTS, "raise a hand")
 async def set_hand(room: Room, member: Member, message: RaiseHand) -> None:
-    await room.set_hand(member, message.raised)
+    await room.interaction.set_hand(member, message.raised)
 
 
 @action(PollOpen, PUBLISHERS, "open a poll", reply=PollOpened)
 async def open_poll(room: Room, member: Member, message: PollOpen) -> PollOpened:
-    return PollOpened(poll_id=room.open_poll(message.question, message.options))
+    return PollOpened(poll_id=room.interaction.open_poll(message.question, message.options))
 
 
 @action(PollAnswer, STUDENTS, "answer a poll")
 async def answer_poll(room: Room, member: Member, message: PollAnswer) -> None:
-    await room.answer_poll(member, message.poll_id, message.choice)
+    await room.interaction.answer_poll(member, message.poll_id, message.choice)
 
 
 @action(PollClose, PUBLISHERS, "close a poll")
 async def close_poll(room: Room, member: Member, message: PollClose) -> None:
-    await room.close_poll(message.poll_id, message.show)
+    await room.interaction.close_poll(message.poll_id, message.show)
 
 
 @action(Remove, PUBLISHERS, "remove a participant")
@@ -326,17 +326,17 @@ async def remove(room: Room, member: Member, message: Remove) -> None:
 
 @action(Invite, PUBLISHERS, "invite a student on stage")
 async def invite(room: Room, member: Member, message: Invite) -> None:
-    room.invite(message.participant_id)
+    room.stage.invite(message.participant_id)
 
 
 @action(EndTurn, PUBLISHERS, "end a student's turn")
 async def end_turn(room: Room, member: Member, message: EndTurn) -> None:
-    await room.end_turn()
+    await room.stage.end_turn()
 
 
 @action(Mute, PUBLISHERS, "mute a participant")
 async def mute(room: Room, member: Member, message: Mute) -> None:
-    await room.mute_stage(message.participant_id, message.muted)
+    await room.stage.mute(message.participant_id, message.muted)
 
 
 @action(EndLesson, PUBLISHERS, "end the lesson")

@@ -130,43 +130,7 @@ class Room:
         for member in self.members.everyone():
             await self.leave(member)
 
-    # What members do (``actions.py`` says who may) ----------------------------------------------
-
-    def chat(self, member: Member, text: str) -> None:
-        self.interaction.chat(member, text)
-
-    async def set_hand(self, member: Member, raised: bool) -> None:
-        await self.interaction.set_hand(member, raised)
-
-    async def hand_raised(self, participant_id: str) -> bool:
-        return await self.interaction.hand_raised(participant_id)
-
-    def open_poll(self, question: str, options: list[str]) -> str:
-        return self.interaction.open_poll(question, options)
-
-    async def answer_poll(self, member: Member, poll_id: str, choice: int) -> None:
-        await self.interaction.answer_poll(member, poll_id, choice)
-
-    async def close_poll(self, poll_id: str, show: bool) -> None:
-        await self.interaction.close_poll(poll_id, show)
-
-    def invite(self, participant_id: str) -> None:
-        self.stage.invite(participant_id)
-
-    async def publish_stage(self, member: Member, offer_sdp: str, tracks: list[str] | None = None) -> str:
-        return await self.stage.publish(member, offer_sdp, tracks)
-
-    async def end_turn(self) -> None:
-        await self.stage.end_turn()
-
-    async def mute_stage(self, participant_id: str, muted: bool) -> None:
-        await self.stage.mute(participant_id, muted)
-
-    async def publish(self, member: Member, offer_sdp: str, tracks: list[str] | None = None) -> str:
-        return await self.broadcast.publish(member, offer_sdp, tracks)
-
-    async def unpublish(self, member: Member) -> None:
-        await self.broadcast.unpublish(member)
+    # What members do that spans parts (``actions.py`` runs the rest on the parts themselves) ----
 
     async def add_publisher_candidate(
         self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
