@@ -26,7 +26,7 @@ from .cluster import Cluster
 from .lessons.catalog import Catalog
 from .lessons.demo import ensure_demo_lesson
 from .lessons.ingest_queue import IngestQueue
-from .lessons.library import Library
+from .lessons.library import Library, known_lessons
 from .lessons.schedule import Schedule
 from .media.ice import use_host_addresses
 from .media.interfaces import MediaBackend
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.save_recording(recording.to_json())
         catalog.on_change = lambda recording: asyncio.ensure_future(store.save_recording(recording.to_json()))
         schedule = Schedule(catalog, settings.data_dir / "timetable.yaml")
+        schedule.known = await known_lessons(store)  # a timetable may name lessons other nodes keep
         schedule.load(settings.timetable)
         ingest = IngestQueue(
             settings.data_dir / "ingest",

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..state import Store
 from .catalog import Catalog, Recording, Review, Status
 from .ingest import Ingested, IngestError
 from .ingest_queue import IngestQueue
@@ -133,6 +134,11 @@ class Library:
         lesson.review_reason, lesson.reviewed_by = reason.strip(), by
         self.catalog.update(lesson)
         return lesson
+
+
+async def known_lessons(store: Store) -> dict[str, Recording]:
+    """Every node's lessons, as the store lists them."""
+    return {entry["id"]: Recording.from_json(entry) for entry in await store.recordings(None, limit=100_000)}
 
 
 def lesson_problem(lesson: Recording | None, lesson_id: str, class_id: str) -> str | None:

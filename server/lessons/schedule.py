@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .catalog import Catalog
+from .catalog import Catalog, Recording
 from .library import lesson_problem
 from .timetable import Timetable, TimetableError, demo_timetable_text, parse_timetable
 
@@ -21,12 +21,17 @@ class Schedule:
         self._catalog = catalog
         self.path = path  # where an edited timetable is kept
         self.timetable = Timetable()
+        self.known: dict[str, Recording] = {}  # every node's lessons, as the store lists them
+
+    def lesson(self, lesson_id: str) -> Recording | None:
+        """A lesson of this node's catalog, or of another node's (``known``, from the store)."""
+        return self._catalog.get(lesson_id) or self.known.get(lesson_id)
 
     def _lesson_problem(self, lesson_id: str, class_id: str) -> str | None:
-        lesson = self._catalog.get(lesson_id)
-        if lesson is not None and not self._catalog.media_path(lesson).exists():
+        local = self._catalog.get(lesson_id)
+        if local is not None and not self._catalog.media_path(local).exists():
             return f"lesson {lesson_id!r} has no file on this node"
-        return lesson_problem(lesson, lesson_id, class_id)
+        return lesson_problem(self.lesson(lesson_id), lesson_id, class_id)
 
     def load(self, configured: Path | None = None) -> None:
         """The configured file, else the last edited one, else the demo timetable."""
@@ -75,7 +80,7 @@ class Schedule:
         slot = self.timetable.now(class_id, when)
         if slot is None:
             return None
-        lesson = self._catalog.get(slot.recording) if slot.recording else None
+        lesson = self.lesson(slot.recording) if slot.recording else None
         school_class = self.timetable.classes[class_id]
         return {
             "mode": slot.mode.value,

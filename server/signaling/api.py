@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from ..cluster import Cluster
 from ..lessons.attendance import as_csv, attendees, rates
 from ..lessons.catalog import Catalog, Recording, Review
-from ..lessons.library import Library
+from ..lessons.library import Library, known_lessons
 from ..lessons.schedule import Schedule
 from ..lessons.timetable import TimetableError
 from ..settings import Settings
@@ -82,6 +82,7 @@ async def replace_timetable(request: Request, svc: Svc, grant: Caller) -> dict[s
     if not svc.access.administers(grant):
         raise svc.access.refuse(grant, "change the timetable; only a city admin")
     text = (await request.body()).decode("utf-8", errors="replace")
+    svc.schedule.known = await known_lessons(svc.store)  # lessons of every node, as they are now
     try:
         table = svc.schedule.replace(text).to_json()
     except TimetableError as exc:
