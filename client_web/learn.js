@@ -23,7 +23,7 @@
 
 import { $, showState, showError, showNotice, expose } from "./dom.js";
 import { Signaling, pageParams, startPage } from "./connection.js";
-import { poll } from "./rtc.js";
+import { poll, useIceServers } from "./rtc.js";
 import { Subscription } from "./subscribe.js";
 import { ChatBox } from "./chat.js";
 import { HandButton } from "./hands.js";
@@ -84,6 +84,8 @@ function stats() {
     role: me.role,
     media: subscription.media,
     ...player.stats(),
+    // how this pupil is reached: WebRTC straight or through TURN, the HLS tier, or the recording
+    path: player.source() === "recorded" ? "recorded" : player.live.hls ? "hls" : subscription.path,
     // the class
     chat: chat.received,
     hand: hand.raised,
@@ -160,6 +162,7 @@ function onJoined(msg) {
   hand.raised = !!msg.hand;
   me.participantId = msg.participant_id;
   chat.selfId = msg.participant_id;
+  useIceServers(msg.ice_servers || [], new URLSearchParams(location.search).get("relay") === "1");
   player.joined(msg);
   roomEl.textContent = msg.room;
   nameEl.textContent = msg.name || "";

@@ -46,6 +46,7 @@ export interface Joined {
   resume?: string;
   server_time?: number;
   next_lesson?: NextLesson | null;
+  ice_servers?: RTCIceServer[];
 }
 
 export interface SeatTaken {

@@ -7,9 +7,36 @@
 
 export const STATS_INTERVAL_MS = 250;
 
+/** @type {RTCConfiguration} the TURN servers `joined` gave (none: the server is reached directly) */
+const config = { iceServers: [], iceTransportPolicy: "all" };
+
+/**
+ * The ICE servers of `joined` (TURN, with this participant's short-lived credentials), and whether
+ * the media goes through them only (`?relay=1`: a network where only TURN over TCP/TLS passes).
+ * @param {RTCIceServer[]} servers
+ * @param {boolean} relayOnly
+ */
+export function useIceServers(servers, relayOnly) {
+  config.iceServers = servers;
+  config.iceTransportPolicy = relayOnly && servers.length ? "relay" : "all";
+}
+
 export function newPeerConnection() {
-  // No STUN/TURN: the server is reached directly (its candidates are in its SDP).
-  return new RTCPeerConnection({ iceServers: [] });
+  return new RTCPeerConnection({ ...config });
+}
+
+/**
+ * How the media flows: "relay" through TURN, "direct" to the server, or null before a pair is chosen.
+ * @param {RTCStatsReport} report
+ * @returns {"relay" | "direct" | null}
+ */
+export function candidatePath(report) {
+  for (const s of report.values()) {
+    if (s.type !== "candidate-pair" || !(s.selected || s.nominated) || s.state !== "succeeded") continue;
+    const local = report.get(s.localCandidateId);
+    if (local) return local.candidateType === "relay" ? "relay" : "direct";
+  }
+  return null;
 }
 
 /**

@@ -4,7 +4,7 @@
 // new subscription — at join, after a reconnect, after `subscribe` — whose peer connection
 // replaces the old one. A media connection that fails asks for a fresh subscription a few times.
 
-import { newPeerConnection, trickleIce, addRemoteIce, slotOf, inboundBySlot } from "./rtc.js";
+import { newPeerConnection, trickleIce, addRemoteIce, slotOf, inboundBySlot, candidatePath } from "./rtc.js";
 
 /** @typedef {import("./connection.js").Signaling} Signaling */
 /** @typedef {import("./protocol").Offer} Offer */
@@ -26,6 +26,8 @@ export class Subscription {
    * @param {SubscriptionHooks} hooks
    */
   constructor(signaling, hooks) {
+    /** @type {"relay" | "direct" | null} how the media comes: through TURN, or straight from the server */
+    this.path = /** @type {"relay" | "direct" | null} */ (null);
     this.signaling = signaling;
     this.hooks = hooks;
     /** @type {RTCPeerConnection | null} */
@@ -110,6 +112,7 @@ export class Subscription {
     if (!pc || pc.signalingState === "closed") return null;
     const report = await pc.getStats();
     if (this.pc !== pc) return null;
+    this.path = candidatePath(report) || this.path;
     return inboundBySlot(report, pc, this.slots);
   }
 }

@@ -13,7 +13,7 @@
 
 import { $, button, showState, showError, showNotice, expose } from "./dom.js";
 import { Signaling, pageParams, startPage } from "./connection.js";
-import { poll } from "./rtc.js";
+import { poll, useIceServers } from "./rtc.js";
 import { Subscription } from "./subscribe.js";
 import { ChatBox } from "./chat.js";
 import { HandsList } from "./hands.js";
@@ -146,6 +146,7 @@ function onJoined(msg) {
   broadcast.live = !!msg.live;
   me.participantId = msg.participant_id;
   chat.selfId = msg.participant_id;
+  useIceServers(msg.ice_servers || [], new URLSearchParams(location.search).get("relay") === "1");
   roomEl.textContent = msg.room;
   nameEl.textContent = msg.name || "";
   if (msg.role !== "teacher") {

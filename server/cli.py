@@ -29,6 +29,10 @@ def serve(
     relay_address: Annotated[
         str | None, typer.Option(help="This node's address for media relayed from other nodes (default 127.0.0.1)")
     ] = None,
+    turn_url: Annotated[
+        list[str] | None, typer.Option(help="A TURN server for pupils behind firewalls (repeat: udp, tcp, turns:…:443)")
+    ] = None,
+    turn_secret: Annotated[str | None, typer.Option(help="coturn's static-auth-secret")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     log_format: Annotated[str, typer.Option(help="text, or json (one object a line, for log collectors)")] = "text",
 ) -> None:
@@ -41,6 +45,7 @@ def serve(
         )
     overrides = {"host": host, "port": port, "redis_url": redis, "ice_addresses": ice_address or None}
     overrides |= {"media_workers": media_workers, "relay_address": relay_address}
+    overrides |= {"turn_urls": turn_url or None, "turn_secret": turn_secret}
     for name, value in overrides.items():  # through the environment, so that every worker process reads them
         if value is not None:
             os.environ[f"SKYCLASS_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)

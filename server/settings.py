@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     # served only when api_docs is on.
     metrics_token: str | None = None
     api_docs: bool = True
+    # TURN (coturn, `use-auth-secret`): where pupils behind firewalls relay their media, e.g.
+    # ["turn:turn.example.cn:3478?transport=udp", "turn:turn.example.cn:3478?transport=tcp",
+    #  "turns:turn.example.cn:443?transport=tcp"], and coturn's `static-auth-secret`; unset: no TURN.
+    turn_urls: list[str] = []
+    turn_secret: str | None = None
+    turn_ttl: str = "6h"  # each participant's TURN credentials, from their join
     # nginx serves lesson files: the prefix of its internal location for data_dir/recordings (README).
     accel_redirect: str | None = None
     # The lesson library: the largest upload (bytes) and lesson (seconds) accepted.

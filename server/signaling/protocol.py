@@ -14,6 +14,7 @@ from ..rooms.actions import ACTIONS, Message
 from ..rooms.actions import Offer as Offer  # the replies to room actions are part of the wire format too
 from ..rooms.actions import PollOpened as PollOpened
 from ..rooms.actions import PublishAnswer as PublishAnswer
+from .turn import IceServer
 
 
 class ErrorCode(StrEnum):
@@ -165,6 +166,7 @@ class Joined(Message):
     resume: str = ""  # send this in the next join to take this seat over from a connection that hangs
     server_time: float = 0.0  # epoch seconds when this was sent: pages play a recorded slot in step by it
     next_lesson: NextLesson | None = None  # no slot now: the class's next one today
+    ice_servers: list[IceServer] = Field(default_factory=list)  # TURN, with this participant's credentials
 
 
 class ChatOut(Message):

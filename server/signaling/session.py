@@ -21,10 +21,11 @@ from ..rooms import events as ev
 from ..rooms.actions import Subscribe, operation_of
 from ..settings import Settings
 from ..state import StoreUnavailable
-from ..tokens import MEMBERS, SUBSCRIBERS, Grant, Role, TokenError, TokenExpired, verify_token
+from ..tokens import MEMBERS, SUBSCRIBERS, Grant, Role, TokenError, TokenExpired, parse_duration, verify_token
 from . import protocol as p
 from .access import Access, MediaSigner, recording_urls, revocation_keys
 from .limits import Buckets, TokenBucket, Unjoined, client_address
+from .turn import ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +390,9 @@ class Session:
                 lesson=self._lesson(grant.room),
                 next_lesson=self._next_lesson(grant.room),
                 server_time=time.time(),
+                ice_servers=ice_servers(
+                    settings.turn_urls, settings.turn_secret, self.participant_id, parse_duration(settings.turn_ttl)
+                ),
                 resumed=result.resumed,
                 hand=result.hand,
                 hls=shared.signer.url(f"/hls/{grant.room}/", PLAYLIST) if result.hls else None,
