@@ -177,6 +177,7 @@ export function shownError() {
 const NOTICES = {
   removed: "老师已将您移出本节课。The teacher removed you from this lesson.",
   lesson_ended: "本节课已结束，谢谢！The lesson has ended — thank you!",
+  to_hls: "您的网络无法直接连接直播，已改用普通网页方式观看（延迟稍长）。Your network blocks the live connection: watching over plain HTTP instead (a few seconds behind).",
 };
 
 /**

@@ -31,6 +31,7 @@ import { StudentPoll } from "./polls.js";
 import { StageView } from "./stage.js";
 import { StageTurn } from "./stage-turn.js";
 import { Player } from "./player.js";
+import { Ladder } from "./ladder.js";
 
 /** @typedef {import("./protocol").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol").ErrorOut} ErrorOut */
@@ -68,7 +69,11 @@ const subscription = new Subscription(signaling, {
     if (stage.video.paused) player.autoplay.play(stage.video);
   },
   onChange: render,
-  onGiveUp: () => showError({ code: "media_failed", message: "请刷新页面 Please reload the page.", fatal: true }),
+  onGiveUp: () => ladder.gaveUp(), // WebRTC cannot reach this page: the HTTP stream instead
+});
+const ladder = new Ladder(signaling, subscription, {
+  live: () => live.live,
+  bytes: () => live.bytesReceived + live.audioPacketsReceived,
 });
 
 function pageState() {
@@ -86,6 +91,7 @@ function stats() {
     ...player.stats(),
     // how this pupil is reached: WebRTC straight or through TURN, the HLS tier, or the recording
     path: player.source() === "recorded" ? "recorded" : player.live.hls ? "hls" : subscription.path,
+    ladder: ladder.stats(),
     // the class
     chat: chat.received,
     hand: hand.raised,
@@ -145,6 +151,7 @@ async function onOffer(msg) {
     live.rebase();
     stage.rebase();
   }
+  ladder.offered();
   const failed = await subscription.take(msg);
   if (failed) showError({ code: "media_failed", message: failed, fatal: false });
   render();

@@ -73,7 +73,8 @@ async def test_joined_carries_the_turn_servers(turn_server: ServerProcess, cotur
     (server,) = joined["ice_servers"]
     assert server["urls"] == [f"turn:127.0.0.1:{coturn}?transport=udp", f"turn:127.0.0.1:{coturn}?transport=tcp"]
     expiry, participant = server["username"].split(":")
-    assert participant == joined["participant_id"] and int(expiry) > time.time() + 3600
+    assert participant == joined["participant_id"]
+    assert time.time() + 3000 < int(expiry) <= time.time() + 3600  # no longer than the join token (1 h here)
     expected = base64.b64encode(hmac.new(TURN_SECRET.encode(), server["username"].encode(), hashlib.sha1).digest())
     assert server["credential"] == expected.decode()
     await client.close()
@@ -100,3 +101,26 @@ async def test_a_pupil_watches_through_turn(turn_server: ServerProcess, coturn: 
         except BaseException:
             print(log.dump())
             raise
+
+
+async def allocate(port: int, username: str, password: str) -> None:
+    """A TURN allocation with these credentials (aioice's client); raises when coturn refuses."""
+    import asyncio
+
+    from aioice.turn import create_turn_endpoint
+
+    transport, _ = await asyncio.wait_for(
+        create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", port), username, password), 10
+    )
+    transport.close()
+
+
+async def test_coturn_takes_ours_and_refuses_forged_or_expired(coturn: int) -> None:
+    from aioice.stun import TransactionFailed
+
+    await allocate(coturn, *turn_credentials(TURN_SECRET, "p1", ttl_s=600))
+    forged = turn_credentials("another-" + "x" * 32, "p1", ttl_s=600)
+    expired = turn_credentials(TURN_SECRET, "p1", ttl_s=-60)
+    for username, password in (forged, expired):
+        with pytest.raises(TransactionFailed):
+            await allocate(coturn, username, password)

@@ -390,8 +390,11 @@ class Session:
                 lesson=self._lesson(grant.room),
                 next_lesson=self._next_lesson(grant.room),
                 server_time=time.time(),
-                ice_servers=ice_servers(
-                    settings.turn_urls, settings.turn_secret, self.participant_id, parse_duration(settings.turn_ttl)
+                ice_servers=ice_servers(  # never valid longer than the join token
+                    settings.turn_urls,
+                    settings.turn_secret,
+                    self.participant_id,
+                    min(parse_duration(settings.turn_ttl), max(0, grant.expires_at - int(time.time()))),
                 ),
                 resumed=result.resumed,
                 hand=result.hand,
