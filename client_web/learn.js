@@ -71,6 +71,13 @@ const subscription = new Subscription(signaling, {
   onChange: render,
   onGiveUp: () => ladder.gaveUp(), // WebRTC cannot reach this page: the HTTP stream instead
 });
+// The data saver (省流量): sound and a still picture every few seconds; the page counts what it used.
+const saver = { on: false, button: $("data-saver", HTMLButtonElement), used: $("data-used") };
+saver.button.addEventListener("click", () => {
+  saver.on = !saver.on;
+  signaling.send({ type: "data_saver", on: saver.on });
+  render();
+});
 const ladder = new Ladder(signaling, subscription, {
   live: () => live.live,
   bytes: () => live.bytesReceived + live.audioPacketsReceived,
@@ -92,6 +99,8 @@ function stats() {
     // how this pupil is reached: WebRTC straight or through TURN, the HLS tier, or the recording
     path: player.source() === "recorded" ? "recorded" : player.live.hls ? "hls" : subscription.path,
     ladder: ladder.stats(),
+    dataSaver: saver.on,
+    bytesUsed: subscription.bytes,
     // the class
     chat: chat.received,
     hand: hand.raised,
@@ -120,6 +129,12 @@ function render() {
   chat.setEnabled(inClass);
   polls.render(inClass);
   renderStage(inClass);
+  saver.button.setAttribute("aria-pressed", String(saver.on));
+  saver.button.textContent = saver.on ? "🎬 看视频 Moving pictures" : "📶 省流量 Save data";
+  // Proposed on a link that stays on still pictures anyway.
+  saver.button.classList.toggle("suggest", !saver.on && player.live.layer === "still");
+  const text = `本节课已用 ${(subscription.bytes / 1e6).toFixed(1)} MB used`;
+  if (saver.used.textContent !== text) saver.used.textContent = text;
 }
 
 /** The classmate on stage (not ourselves), and our own turn. @param {boolean} inClass */
@@ -153,6 +168,7 @@ async function onOffer(msg) {
   }
   ladder.offered();
   const failed = await subscription.take(msg);
+  if (saver.on) signaling.send({ type: "data_saver", on: true }); // a new subscription keeps the choice
   if (failed) showError({ code: "media_failed", message: failed, fatal: false });
   render();
 }

@@ -215,6 +215,7 @@ export type ClientMessage =
   | { type: "join"; room: string; token: string; delivery?: "auto" | "webrtc" | "hls"; resume?: string }
   | { type: "publish"; sdp: string; tracks: TrackName[] }
   | { type: "unpublish" }
+  | { type: "data_saver"; on: boolean }
   | { type: "subscribe" }
   | { type: "answer"; target: "subscribe"; sdp: string }
   | { type: "ice"; target: "publish" | "subscribe"; candidate: string | null; sdpMid: string | null; sdpMLineIndex: number | null }

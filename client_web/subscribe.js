@@ -38,6 +38,8 @@ export class Subscription {
     this.media = "new";
     this.count = 0; // offers taken
     this.resubscribes = 0; // `subscribe` sent since the media last connected
+    this.bytes = 0; // received by every subscription of this page: the data this lesson has used
+    this.bytesBefore = 0; // …by the subscriptions before this one
   }
 
   /**
@@ -48,6 +50,7 @@ export class Subscription {
    */
   async take(msg) {
     this.close();
+    this.bytesBefore = this.bytes;
     const slots = msg.slots;
     const pc = newPeerConnection();
     this.pc = pc;
@@ -113,6 +116,9 @@ export class Subscription {
     const report = await pc.getStats();
     if (this.pc !== pc) return null;
     this.path = candidatePath(report) || this.path;
+    for (const s of report.values()) {
+      if (s.type === "transport") this.bytes = this.bytesBefore + (s.bytesReceived || 0);
+    }
     return inboundBySlot(report, pc, this.slots);
   }
 }

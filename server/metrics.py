@@ -22,6 +22,7 @@ _COUNTERS = {
     "retransmits": "Packets retransmitted from the forwarder's history",
     "decoded_frames": "Video and audio frames decoded by this server (the SFU should decode none)",
     "recording_failures": "Recordings ended by an error such as a full disk (the lesson went on)",
+    "still_skipped": "Video packets not sent to subscribers on still pictures (a weak link, or the data saver)",
     "relay_rejected": "Datagrams to a relay port without the feed's key: dropped (a spoofed or stray sender)",
 }
 

@@ -144,3 +144,6 @@ class _AtEdge:
         self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None:
         await self._edges.add_ice_candidate(self._origin, self._key, candidate, sdp_mid, sdp_mline_index)
+
+    async def save_data(self, member: Member, on: bool) -> None:
+        await self._edges.save_data(self._origin, self._key, on)

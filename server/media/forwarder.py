@@ -53,6 +53,7 @@ class ForwardingStats:
     decoded_frames: int = 0
     recording_failures: int = 0  # recordings ended by an error (a full disk): the lesson went on
     relay_rejected: int = 0  # datagrams to a relay without its key's tag: dropped
+    still_skipped: int = 0  # video packets not sent to subscribers on still pictures (weak links, data saver)
 
 
 @dataclass(slots=True)
@@ -320,6 +321,7 @@ class DownTrack:
                 self._waiting_keyframe = False
         if self.keyframes_only and not self._in_keyframe(ts, keyframe):
             self._seq_offset = (self._seq_offset - 1) & 0xFFFF  # the subscriber sees no gap to NACK
+            self.stats.still_skipped += 1
             return
         data = (  # build_packet inlined: this runs once per subscriber per packet
             RTP_HEADER.pack(

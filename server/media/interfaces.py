@@ -76,6 +76,9 @@ class MediaBackend(Protocol):
     async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
         """Stop or resume forwarding a publication's tracks of ``kind``."""
 
+    async def save_data(self, subscription: PeerId, on: bool) -> None:
+        """The data saver: sound and a still picture every few seconds only (or back to moving ones)."""
+
     async def close(self, peer: PeerId) -> None: ...
 
     async def open_relay_ingress(self, host: str = "127.0.0.1", standing: bool = False) -> tuple[PeerId, int, str]:

@@ -98,6 +98,9 @@ class MediaPool:
         ingress, _ = await self._relay(publication, subscription.backend)
         await backend.attach(subscription.peer, ingress.peer, role)
 
+    async def save_data(self, subscription: MediaPeer, on: bool) -> None:
+        await self.backends[subscription.backend].save_data(subscription.peer, on)
+
     async def set_muted(self, publication: MediaPeer, kind: str, muted: bool) -> None:
         await self.backends[publication.backend].set_muted(publication.peer, kind, muted)
 

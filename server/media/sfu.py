@@ -43,6 +43,7 @@ KINDS: tuple[Kind, Kind] = ("audio", "video")
 UNNAMED = {"audio": ("audio",), "video": ("video", "screen")}  # unnamed m-lines of each kind, in order
 CAMERA = SLOTS[1]  # the slot whose layer follows the student's link
 STILL_KEYFRAME_S = 3.0  # a student on still pictures gets a new one this often
+DATA_SAVER_KEYFRAME_S = 5.0  # ...and one who chose the data saver (a 45-minute lesson in ~15 MB)
 
 
 T = TypeVar("T")
@@ -112,6 +113,7 @@ class Subscription(Peer):
         self.downtracks: dict[Slot, DownTrack] = {slot: DownTrack(slot.kind, stats) for slot in SLOTS}
         self.sources: dict[SourceRole, Source | None] = {"teacher": None, "stage": None}
         self.layers = LayerChoice()
+        self.data_saver = False  # sound and still pictures only, whatever the link carries
         self._on_quality = on_quality
         self._stills: asyncio.Task[None] | None = None
         self.downtracks[CAMERA].on_report = self._reported
@@ -158,17 +160,30 @@ class Subscription(Peer):
                     self.layers.quiet_until = time.monotonic() + START_QUIET_S
             if down.source is not up:
                 up.adopt(down)  # at once when idle, else at the new track's next keyframe
-        self.downtracks[CAMERA].keyframes_only = self.layers.layer == STILL
+        for slot, down in self.downtracks.items():  # the data saver: every picture still, the screen too
+            if slot.kind == "video":
+                down.keyframes_only = self.data_saver or (slot is CAMERA and self.layers.layer == STILL)
 
     def _track(self, slot: Slot, source: Source) -> UpTrack | None:
         if slot is CAMERA and self.layers.layer != HIGH:
             return _low_layer(source) or source.tracks.get("video")
         return source.tracks.get(slot.track)
 
+    def save_data(self, on: bool) -> None:
+        """Sound and a still picture every few seconds (the smallest layer's keyframes), or back to
+        the layer the link carries."""
+        self.data_saver = on
+        if on:
+            self.layers.layer, self.layers.reason = STILL, "data saver"
+        else:
+            self.layers.layer, self.layers.reason = LOW, "data saver off"  # then up, if the link allows
+        self._link()
+        self._keep_stills_coming()
+
     def _reported(self) -> None:
         """The student's browser reported on the camera slot: perhaps another layer suits its link."""
         source, camera = self.sources["teacher"], self.downtracks[CAMERA]
-        if source is None or "video" not in source.tracks:
+        if source is None or "video" not in source.tracks or self.data_saver:
             return
         now = time.monotonic()
         for name, layer in (("video", HIGH), ("video_low", LOW)):
@@ -192,10 +207,11 @@ class Subscription(Peer):
 
     async def _ask_for_stills(self) -> None:
         while True:
-            camera = self.downtracks[CAMERA]
-            if camera.source is not None:
-                camera.source.request_keyframe()
-            await asyncio.sleep(STILL_KEYFRAME_S)
+            stills = [d for s, d in self.downtracks.items() if s.kind == "video" and d.keyframes_only]
+            for down in stills:  # coalesced with every other student's requests
+                if down.source is not None:
+                    down.source.request_keyframe()
+            await asyncio.sleep(DATA_SAVER_KEYFRAME_S if self.data_saver else STILL_KEYFRAME_S)
 
     async def close(self) -> None:
         if self._stills is not None:
@@ -324,6 +340,9 @@ class Sfu:
             target.attach(found, role)
         else:
             raise LookupError(f"No publication {publication!r} here")
+
+    async def save_data(self, subscription: PeerId, on: bool) -> None:
+        self._get(subscription, Subscription).save_data(on)
 
     async def set_muted(self, publication: PeerId, kind: str, muted: bool) -> None:
         """Stop (or resume) forwarding a publication's tracks of ``kind``: a teacher mutes a student."""

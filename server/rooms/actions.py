@@ -66,6 +66,11 @@ class Ice(Message):
     usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
 
 
+class DataSaver(Message):
+    type: Literal["data_saver"]
+    on: bool  # sound and a still picture every few seconds (省流量), or moving pictures again
+
+
 class Chat(Message):
     type: Literal["chat"]
     text: str = Field(min_length=1, max_length=500)
@@ -153,6 +158,7 @@ class Viewing(Protocol):
     async def add_subscriber_candidate(
         self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
+    async def save_data(self, member: Member, on: bool) -> None: ...
 
 
 class RoomHandler(Protocol[A_contra]):
@@ -287,6 +293,11 @@ async def publisher_candidate(room: Room, member: Member, message: Ice) -> None:
 @viewer_action(Ice, EVERYONE, "send ICE candidates", when=lambda message: message.target == "subscribe")
 async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -> None:
     await viewing.add_subscriber_candidate(member, message.candidate, message.sdpMid, message.sdpMLineIndex)
+
+
+@viewer_action(DataSaver, SUBSCRIBERS, "save data")
+async def data_saver(viewing: Viewing, member: Member, message: DataSaver) -> None:
+    await viewing.save_data(member, message.on)
 
 
 @action(

@@ -139,6 +139,9 @@ class EdgeSide:
     ) -> None:
         await self._media.add_ice_candidate(self._subscription(origin, key), candidate, sdp_mid, sdp_mline_index)
 
+    async def save_data(self, origin: Origin, key: str, on: bool) -> None:
+        await self._media.save_data(self._subscription(origin, key), on)
+
     def _subscription(self, origin: Origin, key: str) -> MediaPeer:
         feed = _opened(self._feeds.get(origin))
         subscription = feed.subscriptions.get(key) if feed is not None else None

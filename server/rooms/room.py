@@ -163,6 +163,10 @@ class Room:
         )
         await self._media.add_ice_candidate(subscription, candidate, sdp_mid, sdp_mline_index)
 
+    async def save_data(self, member: Member, on: bool) -> None:
+        subscription = self.broadcast.subscription(member.participant_id, "There is no subscription to save data on")
+        await self._media.save_data(subscription, on)
+
     # The teachers' view -------------------------------------------------------------------------
 
     def _schedule_notify(self) -> None:

@@ -1,0 +1,131 @@
+"""The data saver (省流量): a subscriber who asks for it gets the teacher's sound and a still picture
+every few seconds, and no other video packet; asked off, moving pictures again. Real aiortc peers
+through `skyclass serve`; the bytes are counted at the subscriber and extrapolated to 45 minutes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.media.ice import use_host_addresses
+from server.media.rtp import vp8_keyframe_start
+
+from .conftest import ServerProcess
+from .peers import PatternTrack, SignalingClient, ToneTrack, publish, subscribe, video_payload_type
+
+WINDOW_S = 20.0
+OVERHEAD = 12 + 10 + 28  # RTP header, SRTP tag, UDP and IP: what a data plan counts per packet
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> None:
+    use_host_addresses(["127.0.0.1"])
+
+
+Packet = tuple[int, int, int, bytes, int]  # payload type, sequence number, timestamp, payload head, size
+
+
+class Received:
+    """The RTP one receiver gets (before aiortc's own handling, which still runs), with sizes."""
+
+    def __init__(self, receiver: Any) -> None:
+        self.packets: list[Packet] = []
+        handle = receiver._handle_rtp_packet
+
+        async def counting(packet: Any, arrival_time_ms: int) -> None:
+            size = len(packet.payload) + OVERHEAD
+            self.packets.append(
+                (packet.payload_type, packet.sequence_number, packet.timestamp, packet.payload[:16], size)
+            )
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = counting
+
+
+def pictures(packets: list[Packet]) -> dict[int, bool]:
+    """Each picture (RTP timestamp) seen, and whether its first packet starts a keyframe."""
+    first: dict[int, tuple[int, bytes]] = {}
+    for _, seq, ts, head, _ in packets:
+        if ts not in first or ((seq - first[ts][0]) & 0xFFFF) > 0x8000:
+            first[ts] = (seq, head)
+    return {ts: vp8_keyframe_start(head) for ts, (_, head) in first.items()}
+
+
+async def window(video: Received, audio: Received, seconds: float) -> tuple[list[Packet], list[Packet]]:
+    video_start, audio_start = len(video.packets), len(audio.packets)
+    await asyncio.sleep(seconds)
+    return video.packets[video_start:], audio.packets[audio_start:]
+
+
+async def test_sound_and_stills_only(server: ServerProcess) -> None:
+    room = "data-saver"
+    teacher = await SignalingClient.connect(server.ws_url)
+    await teacher.join(room, server.token(room, "teacher", "Ms Li"))
+    student = await SignalingClient.connect(server.ws_url)
+    await student.join(room, server.token(room, "student", "Wei"))
+    pc, tracks = await subscribe(student)
+    broadcast = await publish(teacher, ToneTrack(), PatternTrack())
+    receivers = {t.receiver.track: t.receiver for t in pc.getTransceivers()}
+    log, audio = Received(receivers[tracks["video"]]), Received(receivers[tracks["audio"]])
+    await asyncio.sleep(3)  # moving pictures first
+    moving, _ = await window(log, audio, 3)
+    assert len(pictures(moving)) > 20, "no moving pictures before the data saver"
+
+    skipped = server.metric("skyclass_sfu_still_skipped_total")
+    await student.send({"type": "data_saver", "on": True})
+    await asyncio.sleep(2)  # the picture in flight ends
+    video, sound = await window(log, audio, WINDOW_S)
+    video_pt = video_payload_type(pc)
+    shown = pictures([p for p in video if p[0] == video_pt])
+    assert shown and all(shown.values()), f"only keyframes on the data saver, got {shown}"
+    assert 2 <= len(shown) <= WINDOW_S / 3 + 2, f"a still picture every few seconds, got {len(shown)}"
+    assert len(sound) >= WINDOW_S * 50 * 0.9, "the sound goes on"  # 20 ms Opus packets
+    assert server.metric("skyclass_sfu_still_skipped_total") > skipped
+    per_45_min = 45 * 60 / WINDOW_S
+    stills, speech = sum(p[4] for p in video), sum(p[4] for p in sound)
+    print(
+        f"\ndata saver: stills {stills * per_45_min / 1e6:.1f} MB + sound {speech * per_45_min / 1e6:.1f} MB "
+        f"per 45 minutes (this test's aiortc teacher sends Opus at 96 kbit/s; a browser's is ~32)"
+    )
+
+    await student.send({"type": "data_saver", "on": False})
+    await asyncio.sleep(3)
+    again, _ = await window(log, audio, 3)
+    assert len(pictures(again)) > 20, "moving pictures came back"
+    await broadcast.close()
+    await pc.close()
+    for client in (teacher, student):
+        await client.close()
+
+
+@pytest.mark.browser
+async def test_the_pupil_page_saves_data_and_counts_it(server: ServerProcess) -> None:
+    pytest.importorskip("playwright.async_api")
+    from playwright.async_api import expect
+
+    from tests.test_browser import PageLog, chromium, learn_url, stats, teach_url, wait_stats
+
+    room, log = "data-saver-page", PageLog()
+    async with chromium() as browser:
+        teacher = log.watch(await browser.new_page(), "teacher")
+        pupil = log.watch(await browser.new_page(), "pupil")
+        try:
+            await teacher.goto(teach_url(server, room))
+            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
+            await teacher.locator("#start").click()
+            await pupil.goto(learn_url(server, room, "Wei"))
+            await wait_stats(pupil, "s.source === 'live' && s.framesDecoded > 30")
+            await pupil.locator("#data-saver").click()
+            await wait_stats(pupil, "s.dataSaver === true")
+            before = (await stats(pupil))["framesDecoded"]
+            await asyncio.sleep(6)
+            s = await stats(pupil)
+            assert s["framesDecoded"] - before <= 6, s  # still pictures: a few frames, not 6 s of video
+            assert s["bytesUsed"] > 0 and s["audioPacketsReceived"] > 0, s
+            await expect(pupil.locator("#data-used")).to_contain_text("MB")
+            assert not log.page_errors, log.dump()
+        except BaseException:
+            print(log.dump())
+            raise
