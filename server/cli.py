@@ -99,9 +99,10 @@ def _log_config(level: str, style: str) -> dict[str, Any]:
 
 
 class RedactTokens(logging.Filter):
-    """Tokens never reach a log: ``token=...`` in a logged URL (uvicorn's access log) is cut."""
+    """Tokens never reach a log: ``token=...`` in a logged URL (uvicorn's access log) and ``"token":
+    "..."`` in a logged message (a join that failed) are cut."""
 
-    PATTERN = re.compile(r"((?:^|[?&])token=)[^&\s\"]+")
+    PATTERN = re.compile(r"((?:^|[?&])token=|\"token\"\s*:\s*\")[^&\s\"]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):

@@ -53,3 +53,20 @@ def test_cli_token_uses_the_persisted_development_secret(tmp_path) -> None:  # t
     assert verify_token(secret, first).room == "r1"
     assert verify_token(secret, second).role is Role.STUDENT
     assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_tokens_are_cut_from_log_lines() -> None:
+    import logging
+
+    from server.cli import RedactTokens
+
+    token = issue_token(SECRET, room="r", role=Role.STUDENT, name="a", ttl_s=60)
+    access = logging.LogRecord(
+        "uvicorn.access", 20, "", 0, '%s - "%s %s"', ("1.2.3.4", "GET", f"/learn?room=r&token={token}"), None
+    )
+    failed = logging.LogRecord(
+        "s", 40, "", 0, "failed on %s", (f'{{"type": "join", "room": "r", "token": "{token}"}}',), None
+    )
+    for record in (access, failed):
+        assert RedactTokens().filter(record)
+        assert token not in record.getMessage() and "[redacted]" in record.getMessage()
