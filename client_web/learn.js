@@ -73,6 +73,10 @@ const subscription = new Subscription(signaling, {
 });
 // The data saver (省流量): sound and a still picture every few seconds; the page counts what it used.
 const saver = { on: false, button: $("data-saver", HTMLButtonElement), used: $("data-used") };
+// On a phone the picture takes the whole screen (turned sideways, it fills it).
+$("fullscreen").addEventListener("click", () => {
+  $("main-stage").requestFullscreen?.().catch((e) => console.warn("skyclass: fullscreen", e));
+});
 saver.button.addEventListener("click", () => {
   saver.on = !saver.on;
   signaling.send({ type: "data_saver", on: saver.on });

@@ -14,7 +14,7 @@ import { Publisher } from "./publish.js";
 /** @typedef {import("./stage.js").OnStage} OnStage */
 
 const CAMERA = {
-  video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
+  video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 }, facingMode: "user" }, // a phone's front camera
   audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
 };
 

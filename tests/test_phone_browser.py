@@ -1,0 +1,62 @@
+"""Both pages on a phone (Playwright's emulation of a mid-range Android phone, 360x640 class), in
+portrait and landscape: nothing wider than the screen, the picture across the width, every control
+within reach and big enough for a thumb. Screenshots go to $SKYCLASS_SCREENSHOTS when it is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright.async_api")
+from playwright.async_api import async_playwright  # noqa: E402
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, learn_url, screenshot_all, teach_url, wait_stats  # noqa: E402
+from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+
+pytestmark = browser_marks
+PHONE = "Galaxy S9+"  # 320x658 CSS pixels at 4.5x, touch, mobile Chrome's user agent
+
+LAYOUT = """() => {
+  const width = document.documentElement.clientWidth;
+  const visible = (el) => el.offsetParent !== null && getComputedStyle(el).visibility !== "hidden";
+  const controls = [...document.querySelectorAll("button, input, select, textarea, a")].filter(visible);
+  const picture = document.querySelector("#video:not([hidden]), #recorded:not([hidden]), #preview");
+  return {
+    width,
+    scrollWidth: document.documentElement.scrollWidth,
+    pictureWidth: picture ? picture.getBoundingClientRect().width : 0,
+    outside: controls.filter((el) => { const r = el.getBoundingClientRect(); return r.left < -1 || r.right > width + 1; })
+      .map((el) => el.id || el.textContent.trim().slice(0, 20)),
+    small: controls.filter((el) => el.tagName === "BUTTON" && el.getBoundingClientRect().height < 32)
+      .map((el) => el.id || el.textContent.trim().slice(0, 20)),
+  };
+}"""
+
+
+@pytest.mark.parametrize("landscape", [False, True], ids=["portrait", "landscape"])
+async def test_pages_fit_a_phone(server: Any, landscape: bool) -> None:
+    async with async_playwright() as p:
+        device = dict(p.devices[PHONE])
+        if landscape:
+            size = device["viewport"]
+            device["viewport"] = {"width": size["height"], "height": size["width"]}
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(**device)
+            teacher, pupil = await context.new_page(), await context.new_page()
+            room = f"phone-{'landscape' if landscape else 'portrait'}"
+            await teacher.goto(teach_url(server, room))
+            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
+            await teacher.locator("#start").click()
+            await pupil.goto(learn_url(server, room, "Wei"))
+            await wait_stats(pupil, "s.source === 'live' && s.framesDecoded > 10")
+            await screenshot_all({"teacher": teacher, "pupil": pupil}, f"phone-{room}")
+            for name, page in (("teacher", teacher), ("pupil", pupil)):
+                layout = await page.evaluate(LAYOUT)
+                assert layout["scrollWidth"] <= layout["width"], (name, layout)  # no horizontal scrolling
+                assert not layout["outside"], (name, layout)
+                assert not layout["small"], (name, layout)
+                assert layout["pictureWidth"] >= 0.9 * layout["width"] or landscape, (name, layout)
+        finally:
+            await browser.close()
