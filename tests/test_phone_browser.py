@@ -26,7 +26,8 @@ LAYOUT = """() => {
     width,
     scrollWidth: document.documentElement.scrollWidth,
     pictureWidth: picture ? picture.getBoundingClientRect().width : 0,
-    outside: controls.filter((el) => { const r = el.getBoundingClientRect(); return r.left < -1 || r.right > width + 1; })
+    outside: controls
+      .filter((el) => { const r = el.getBoundingClientRect(); return r.left < -1 || r.right > width + 1; })
       .map((el) => el.id || el.textContent.trim().slice(0, 20)),
     small: controls.filter((el) => el.tagName === "BUTTON" && el.getBoundingClientRect().height < 32)
       .map((el) => el.id || el.textContent.trim().slice(0, 20)),
