@@ -397,15 +397,17 @@ class DownTrack:
         source = self.source
         if source is None or self._send is None or not self._started:
             return
+        unanswerable = False  # a loss no retransmission mends: the picture stays broken until a keyframe
         for out_seq in lost:
             seq = (out_seq - self._seq_offset) & 0xFFFF
             if (seq - self._start_seq) & 0xFFFF >= 0x8000:
                 continue
             entry = source.lookup(seq)
-            if entry is None:
+            if entry is None or ((source.last_ts - entry[1]) & 0xFFFFFFFF) > RTX_MAX_AGE_S * source.clock_rate:
+                unanswerable = True
                 continue
             _, ts, marker, payload = entry
-            if ((source.last_ts - ts) & 0xFFFFFFFF) > RTX_MAX_AGE_S * source.clock_rate or not self._may_retransmit():
+            if not self._may_retransmit():
                 continue
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 header = RTP_HEADER.pack(
@@ -421,8 +423,10 @@ class DownTrack:
                 data = build_packet(marker, self.payload_type, out_seq, self.out_timestamp(ts), self.ssrc, payload)
             if not self._send(data):
                 self.stats.send_errors += 1
-                return
+                break
             self.stats.retransmits += 1
+        if unanswerable and self.kind == "video":
+            source.request_keyframe()  # coalesced with every other subscriber's (and the publisher's interval)
 
     def _may_retransmit(self) -> bool:
         now = time.monotonic()
