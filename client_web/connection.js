@@ -18,6 +18,7 @@ export const PING_INTERVAL_MS = 20_000;
 export const PONG_TIMEOUT_MS = 10_000; // no message at all this long after a ping: the connection is dead
 export const RECONNECT_MIN_MS = 500; // then 1 s, 2 s, 4 s, 5 s, 5 s, …
 export const RECONNECT_MAX_MS = 5000;
+export const PROBE_MS = 700; // a ping sent when the media stopped: no answer this long, the socket is dead
 
 /**
  * room and token from the page address (?room=R&token=T).
@@ -99,6 +100,8 @@ export class Signaling {
     this.attempt = 0; // reconnect attempts since the last `joined`
     this.reconnects = 0; // `joined` again after a dropped connection
     this.retryAfterMs = 0; // the server asked us to wait this long before the next attempt
+    this.lastIn = 0; // performance.now() of the last message on the current socket
+    this.probing = false; // a check() waits for its answer
   }
   /**
    * This tab's seat secret for the room: read, or (given) kept.
@@ -141,8 +144,7 @@ export class Signaling {
     this.retryTimer = null;
     if (this.leaving) return;
     let opened = false;
-    let lastIn = 0; // performance.now() of the last message
-    let pingAt = 0; // … and of the last ping
+    let pingAt = 0; // performance.now() of the last ping
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.epoch += 1;
@@ -158,16 +160,9 @@ export class Signaling {
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => {
         if (ws !== this.ws) return;
-        if (pingAt && lastIn < pingAt && performance.now() - pingAt > PONG_TIMEOUT_MS) {
+        if (pingAt && this.lastIn < pingAt && performance.now() - pingAt > PONG_TIMEOUT_MS) {
           // Not even a pong since the last ping: the network is gone without the socket noticing.
-          console.warn("skyclass: no answer from the server; reconnecting");
-          this.ws = null;
-          try {
-            ws.close();
-          } catch {
-            /* already closed */
-          }
-          this.closed({ code: 1006 }, true);
+          this.abandon(ws, false);
           return;
         }
         pingAt = performance.now();
@@ -176,7 +171,7 @@ export class Signaling {
     });
     ws.addEventListener("message", (ev) => {
       if (ws !== this.ws) return;
-      lastIn = performance.now();
+      this.lastIn = performance.now();
       /** @type {ServerMessage} */
       let msg;
       try {
@@ -212,6 +207,38 @@ export class Signaling {
     });
   }
 
+  /**
+   * The media stopped: is the socket still there? A ping without an answer within PROBE_MS means
+   * the network changed under it (a phone from Wi-Fi to 4G): reconnect now, not after PONG_TIMEOUT_MS.
+   */
+  check() {
+    const ws = this.ws;
+    const sent = performance.now();
+    if (this.probing || this.state !== "joined" || !ws || !this.send({ type: "ping" })) return;
+    this.probing = true;
+    setTimeout(() => {
+      this.probing = false;
+      if (ws === this.ws && this.lastIn < sent) this.abandon(ws, true);
+    }, PROBE_MS);
+  }
+
+  /**
+   * Give up on a socket the server does not answer on, and connect again (`now`: at once).
+   * @param {WebSocket} ws
+   * @param {boolean} now
+   */
+  abandon(ws, now) {
+    console.warn("skyclass: no answer from the server; reconnecting");
+    this.ws = null;
+    try {
+      ws.close();
+    } catch {
+      /* already closed */
+    }
+    if (now) this.attempt = 0;
+    this.closed({ code: 1006 }, true, now);
+  }
+
   /** @param {ErrorOut} msg */
   serverError(msg) {
     console.warn("skyclass: server error", msg);
@@ -239,8 +266,9 @@ export class Signaling {
    * The current socket is gone: reconnect, or settle on "closed".
    * @param {{code: number}} ev
    * @param {boolean} opened
+   * @param {boolean} [now] try again at once (the socket was found dead, not closed by the server)
    */
-  closed(ev, opened) {
+  closed(ev, opened, now = false) {
     clearInterval(this.pingTimer);
     this.pingTimer = undefined;
     if (this.state === "error") {
@@ -252,7 +280,8 @@ export class Signaling {
       return;
     }
     if ((this.everJoined || RETRY_CLOSE(ev.code)) && !REFUSED_CLOSE(ev.code)) {
-      const delay = Math.max(Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS), this.retryAfterMs);
+      const backoff = now ? 0 : Math.min(RECONNECT_MIN_MS * 2 ** this.attempt, RECONNECT_MAX_MS);
+      const delay = Math.max(backoff, this.retryAfterMs);
       this.retryAfterMs = 0;
       this.attempt += 1;
       console.info(`skyclass: connection lost (code ${ev.code}); reconnecting in ${delay} ms`);

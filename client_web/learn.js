@@ -61,18 +61,40 @@ const stage = new StageView({
 const player = new Player(signaling, { render, stageVideo: () => (stage.stage ? stage.video : null) });
 const live = player.live;
 const turn = new StageTurn(signaling, { me: () => me.participantId, render });
+/**
+ * A track of the subscription, where it plays.
+ * @param {string} slot
+ * @param {MediaStreamTrack} track
+ */
+function playTrack(slot, track) {
+  if (live.addTrack(slot, track)) return;
+  if (slot !== "stage_audio" && slot !== "stage_video") return;
+  stage.addTrack(track);
+  if (stage.video.paused) player.autoplay.play(stage.video);
+}
 const subscription = new Subscription(signaling, {
   onTrack: (slot, track) => {
-    if (live.addTrack(slot, track)) return;
-    if (slot !== "stage_audio" && slot !== "stage_video") return;
-    stage.addTrack(track);
-    if (stage.video.paused) player.autoplay.play(stage.video);
+    if (!ladder.hold(slot, track)) playTrack(slot, track);
   },
   onChange: render,
   onGiveUp: () => ladder.gaveUp(), // WebRTC cannot reach this page: the HTTP stream instead
 });
-// The data saver (省流量): sound and a still picture every few seconds; the page counts what it used.
-const saver = { on: false, button: $("data-saver", HTMLButtonElement), used: $("data-used") };
+// The data saver (省流量): sound and a still picture every few seconds; the page counts what it
+// used, and what a minute costs now (over the last RATE_WINDOW_MS).
+const RATE_WINDOW_MS = 10_000;
+const saver = { on: false, button: $("data-saver", HTMLButtonElement), used: $("data-used"), rate: $("data-rate") };
+/** @type {[number, number][]} (performance.now(), bytes used) of the last RATE_WINDOW_MS */
+const usage = [];
+
+/** Bytes a minute over the last RATE_WINDOW_MS; null before there is a window to measure. */
+function bytesPerMinute() {
+  const now = performance.now();
+  usage.push([now, subscription.bytes]);
+  while (usage.length > 2 && now - usage[1][0] >= RATE_WINDOW_MS) usage.shift();
+  const [at, bytes] = usage[0];
+  if (now - at < RATE_WINDOW_MS / 2 || subscription.bytes < bytes) return null;
+  return ((subscription.bytes - bytes) * 60_000) / (now - at);
+}
 // On a phone the picture takes the whole screen (turned sideways, it fills it).
 $("fullscreen").addEventListener("click", () => {
   $("main-stage").requestFullscreen?.().catch((e) => console.warn("skyclass: fullscreen", e));
@@ -82,10 +104,46 @@ saver.button.addEventListener("click", () => {
   signaling.send({ type: "data_saver", on: saver.on });
   render();
 });
+/** Video bytes and sound packets received so far: it grows while any media comes. */
+const received = () => live.bytesReceived + live.audioPacketsReceived;
 const ladder = new Ladder(signaling, subscription, {
   live: () => live.live,
-  bytes: () => live.bytesReceived + live.audioPacketsReceived,
+  bytes: received,
+  climbed: (held) => {
+    live.hls = null; // the HLS stream stops; the held tracks take the picture
+    live.syncHls();
+    live.rebase();
+    for (const [slot, track] of held) playTrack(slot, track);
+    render();
+  },
 });
+
+// A network change (Wi-Fi to 4G: a new address) cuts the media without a word. On the first
+// STALL_MS without a packet while the teacher is live, the page asks for a fresh subscription at
+// once and checks its socket (a dead one reconnects now, and the re-join brings the offer).
+const STALL_MS = 1000;
+const STILL_STALL_MS = 7000; // pictures without sound, on still pictures: one every 5 s
+const RESCUE_EVERY_MS = 3000;
+const stall = { count: 0, at: 0, offered: 0, rescuedAt: -Infinity };
+
+function watchStall() {
+  const now = performance.now();
+  const count = received();
+  const moving = live.audioPacketsReceived > 0 || (!saver.on && live.layer !== "still");
+  const quiet = moving ? STALL_MS : STILL_STALL_MS;
+  const watched = live.live && !live.hls && !!subscription.pc && !ladder.trying;
+  if (count !== stall.count || !watched) {
+    stall.count = count;
+    stall.at = now;
+    return;
+  }
+  // Only a subscription that brought media has stalled (a new one is the ladder's to judge).
+  if (count <= stall.offered || now - stall.at < quiet || now - stall.rescuedAt < RESCUE_EVERY_MS) return;
+  stall.rescuedAt = now;
+  console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; asking for a fresh subscription`);
+  signaling.check();
+  signaling.send({ type: "subscribe" });
+}
 
 function pageState() {
   const s = signaling.state;
@@ -141,6 +199,13 @@ function render() {
   if (saver.used.textContent !== text) saver.used.textContent = text;
 }
 
+/** What a minute of this lesson costs now, as it comes (WebRTC only: HLS is the browser's). */
+function renderRate() {
+  const perMinute = bytesPerMinute();
+  saver.rate.hidden = perMinute === null;
+  if (perMinute !== null) saver.rate.textContent = `约 ${(perMinute / 1e6).toFixed(2)} MB/分钟 per minute`;
+}
+
 /** The classmate on stage (not ourselves), and our own turn. @param {boolean} inClass */
 function renderStage(inClass) {
   const on = stage.stage;
@@ -171,6 +236,7 @@ async function onOffer(msg) {
     stage.rebase();
   }
   ladder.offered();
+  stall.offered = received();
   const failed = await subscription.take(msg);
   if (saver.on) signaling.send({ type: "data_saver", on: true }); // a new subscription keeps the choice
   if (failed) showError({ code: "media_failed", message: failed, fatal: false });
@@ -185,6 +251,7 @@ function onJoined(msg) {
     console.info(`skyclass: back in the classroom (resumed: ${msg.resumed}, hand: ${msg.hand})`);
     // A poll still open comes (again) on this connection; one that did not was closed meanwhile.
     polls.rejoined();
+    ladder.rejoined();
   }
   hand.raised = !!msg.hand;
   me.participantId = msg.participant_id;
@@ -288,13 +355,17 @@ function onSignalingChange() {
 poll(async () => {
   live.countHls();
   const slots = await subscription.inbound();
-  if (slots) {
+  if (slots && ladder.trying) {
+    ladder.trial(slots);
+  } else if (slots) {
     live.count(slots);
     stage.count(slots);
+    watchStall();
   }
   await turn.publisher.poll();
   player.decide();
   render();
+  renderRate();
 });
 
 // Freeze detection and switching do not wait on getStats().

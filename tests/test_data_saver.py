@@ -15,6 +15,7 @@ from server.media.rtp import vp8_keyframe_start
 from .conftest import ServerProcess
 from .peers import PatternTrack, SignalingClient, ToneTrack, publish, subscribe, video_payload_type
 
+BROWSER_WINDOW_S = 15.0  # seconds of each mode measured in Chromium
 WINDOW_S = 20.0
 OVERHEAD = 12 + 10 + 28  # RTP header, SRTP tag, UDP and IP: what a data plan counts per packet
 
@@ -70,7 +71,7 @@ async def test_sound_and_stills_only(server: ServerProcess) -> None:
     receivers = {t.receiver.track: t.receiver for t in pc.getTransceivers()}
     log, audio = Received(receivers[tracks["video"]]), Received(receivers[tracks["audio"]])
     await asyncio.sleep(3)  # moving pictures first
-    moving, _ = await window(log, audio, 3)
+    moving, sound_before = await window(log, audio, 3)
     assert len(pictures(moving)) > 20, "no moving pictures before the data saver"
 
     skipped = server.metric("skyclass_sfu_still_skipped_total")
@@ -81,7 +82,8 @@ async def test_sound_and_stills_only(server: ServerProcess) -> None:
     shown = pictures([p for p in video if p[0] == video_pt])
     assert shown and all(shown.values()), f"only keyframes on the data saver, got {shown}"
     assert 2 <= len(shown) <= WINDOW_S / 3 + 2, f"a still picture every few seconds, got {len(shown)}"
-    assert len(sound) >= WINDOW_S * 50 * 0.9, "the sound goes on"  # 20 ms Opus packets
+    # the sound goes on as before (at the rate this machine's aiortc teacher manages)
+    assert len(sound) / WINDOW_S >= 0.9 * len(sound_before) / 3, (len(sound), len(sound_before))
     assert server.metric("skyclass_sfu_still_skipped_total") > skipped
     per_45_min = 45 * 60 / WINDOW_S
     stills, speech = sum(p[4] for p in video), sum(p[4] for p in sound)
@@ -117,13 +119,26 @@ async def test_the_pupil_page_saves_data_and_counts_it(server: ServerProcess) ->
             await teacher.locator("#start").click()
             await pupil.goto(learn_url(server, room, "Wei"))
             await wait_stats(pupil, "s.source === 'live' && s.framesDecoded > 30")
+            full = await stats(pupil)
+            await asyncio.sleep(BROWSER_WINDOW_S)
+            full_rate = ((await stats(pupil))["bytesUsed"] - full["bytesUsed"]) / BROWSER_WINDOW_S
+            await expect(pupil.locator("#data-rate")).to_contain_text("MB/分钟")
             await pupil.locator("#data-saver").click()
             await wait_stats(pupil, "s.dataSaver === true")
-            before = (await stats(pupil))["framesDecoded"]
-            await asyncio.sleep(6)
+            await asyncio.sleep(2)  # the picture in flight ends
+            before = await stats(pupil)
+            await asyncio.sleep(BROWSER_WINDOW_S)
             s = await stats(pupil)
-            assert s["framesDecoded"] - before <= 6, s  # still pictures: a few frames, not 6 s of video
-            assert s["bytesUsed"] > 0 and s["audioPacketsReceived"] > 0, s
+            # still pictures: one every 5 s, not moving video
+            assert s["framesDecoded"] - before["framesDecoded"] <= BROWSER_WINDOW_S / 5 + 2, s
+            assert s["bytesUsed"] > before["bytesUsed"] and s["audioPacketsReceived"] > 0, s
+            saver_rate = (s["bytesUsed"] - before["bytesUsed"]) / BROWSER_WINDOW_S
+            # Chromium's teacher: its voice at the answer's Opus bitrate, in 40 ms packets
+            assert saver_rate * 45 * 60 <= 15e6, f"{saver_rate * 2700 / 1e6:.1f} MB per 45 minutes"
+            print(
+                f"\nChromium pupil: full video {full_rate * 60 / 1e6:.2f} MB/min, "
+                f"data saver {saver_rate * 2700 / 1e6:.1f} MB per 45 minutes"
+            )
             await expect(pupil.locator("#data-used")).to_contain_text("MB")
             assert not log.page_errors, log.dump()
         except BaseException:

@@ -388,7 +388,9 @@ class DownTrack:
     # Feedback from the subscriber -------------------------------------------------------------
 
     def on_keyframe_request(self) -> None:
-        if self.source is not None:
+        # On still pictures the server's own timer brings keyframes; a browser asks for one after
+        # 3 s without a picture, which would double them.
+        if self.source is not None and not self.keyframes_only:
             self.source.request_keyframe()
 
     def on_nack(self, lost: list[int]) -> None:

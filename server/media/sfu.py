@@ -529,15 +529,21 @@ def _capabilities(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:
     return chosen[:1] + [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]
 
 
+OPUS_BITRATE = 24_000  # bit/s the teacher's browser sends its voice at
+OPUS_PTIME = 40  # ms of sound per packet
 OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\r?$", re.MULTILINE | re.IGNORECASE)
 
 
 def with_opus_fec(answer: str) -> str:
     """The answer asking for Opus in-band forward error correction: the publisher's browser encodes
     each packet's sound again, coarsely, in the next one, so a student's decoder fills a lost packet
-    from its successor. (aiortc's answer carries no Opus parameters.)"""
+    from its successor. A teacher's voice needs no more than ``OPUS_BITRATE`` (speech is clear at
+    half of it), and ``OPUS_PTIME`` packets halve the headers of 20 ms ones (at 20 ms the RTP, SRTP,
+    UDP and IP headers cost as much as the sound): a data saver's 45 minutes fit in ~15 MB.
+    (aiortc's answer carries no Opus parameters.)"""
     for payload_type in OPUS_RTPMAP.findall(answer):
         answer = re.sub(rf"^a=fmtp:{payload_type} .*\r?\n", "", answer, flags=re.MULTILINE)
         rtpmap = re.compile(rf"^(a=rtpmap:{payload_type} opus/48000/2\r?\n)", re.MULTILINE | re.IGNORECASE)
-        answer = rtpmap.sub(rf"\1a=fmtp:{payload_type} minptime=10;useinbandfec=1\r\n", answer)
+        fmtp = f"minptime=10;useinbandfec=1;maxaveragebitrate={OPUS_BITRATE}"
+        answer = rtpmap.sub(rf"\1a=fmtp:{payload_type} {fmtp}\r\na=ptime:{OPUS_PTIME}\r\n", answer)
     return answer
