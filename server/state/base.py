@@ -150,4 +150,13 @@ class Store(Protocol):
     async def release_room(self, room: str, node: str) -> None:
         """The room is empty: forget its owner, if it is still ``node``."""
 
+    # The city view: each node's summary of its rooms ---------------------------------------------
+
+    async def save_room_summaries(self, node: str, summaries: list[dict[str, Any]], ttl_s: float) -> None:
+        """``node``'s summary of each room it holds or has sessions of (each with ``room``), replacing
+        its last one; it lapses after ``ttl_s`` unless saved again."""
+
+    async def room_summaries(self) -> list[dict[str, Any]]:
+        """The summaries of every node whose last ones have not lapsed, each with its ``node``."""
+
     async def close(self) -> None: ...

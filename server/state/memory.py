@@ -22,6 +22,7 @@ class MemoryStore:
         self._owners: dict[str, tuple[str, float]] = {}  # room -> node, lease ends at (monotonic)
         self._recordings: dict[str, dict[str, Any]] = {}
         self._denied: dict[str, float] = {}  # key -> lapses at (monotonic)
+        self._summaries: dict[str, tuple[list[dict[str, Any]], float]] = {}  # node -> rooms, lapse at
 
     async def add_participant(self, room: str, record: ParticipantRecord) -> bool:
         roster = self._rosters[room]
@@ -146,6 +147,14 @@ class MemoryStore:
     async def release_room(self, room: str, node: str) -> None:
         if await self.room_owner(room) == node:
             del self._owners[room]
+
+    async def save_room_summaries(self, node: str, summaries: list[dict[str, Any]], ttl_s: float) -> None:
+        self._summaries[node] = ([dict(s) for s in summaries], time.monotonic() + ttl_s)
+
+    async def room_summaries(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        self._summaries = {node: entry for node, entry in self._summaries.items() if entry[1] > now}
+        return [{**s, "node": node} for node, (summaries, _) in self._summaries.items() for s in summaries]
 
     async def close(self) -> None:
         return None

@@ -13,6 +13,8 @@ Keys (``{room}`` in braces keeps a room's keys in one cluster slot):
 - ``sky:nodes``  hash  node -> JSON of its latest heartbeat, kept after it lapses (when it was last seen)
 - ``sky:recording:{id}``  string  JSON entry of a recorded lesson
 - ``sky:recordings``, ``sky:{room}:recordings``  sorted sets  recording ids by start time
+- ``sky:city:{node}``  string  JSON list of the node's room summaries (the city view); lapses (PX)
+- ``sky:city``  sorted set  node -> when its summaries lapse (ms), so they are read without a scan
 Every key carries a TTL refreshed on each change (``ttl_s``; attendance ``record_ttl_s``), so a
 crashed node leaves no permanent debris. No command scans the keyspace.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -234,6 +237,26 @@ class RedisStore:
 
     async def release_room(self, room: str, node: str) -> None:
         await self._release(keys=[self._key(room, "owner")], args=[node])
+
+    async def save_room_summaries(self, node: str, summaries: list[dict[str, Any]], ttl_s: float) -> None:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        now_ms = int(time.time() * 1000)
+        index = f"{self._prefix}:city"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{index}:{node}", json.dumps(summaries, separators=(",", ":")), px=ttl_ms)
+            pipe.zadd(index, {node: now_ms + ttl_ms})
+            pipe.zremrangebyscore(index, "-inf", now_ms)  # nodes that stopped saving
+            pipe.expire(index, self._ttl_s)
+            await pipe.execute()
+
+    async def room_summaries(self) -> list[dict[str, Any]]:
+        index = f"{self._prefix}:city"
+        nodes = [str(n) for n in await self._redis.zrangebyscore(index, int(time.time() * 1000), "+inf")]
+        if not nodes:
+            return []
+        values = await self._redis.mget([f"{index}:{node}" for node in nodes])
+        found = [(node, json.loads(value)) for node, value in zip(nodes, values, strict=True) if value]
+        return [{**s, "node": node} for node, summaries in found for s in summaries]
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -39,7 +39,7 @@ _QUEUED: dict[str, object] = {
     "save_recording": None,
     "deny": None,
 }
-_SKIPPED: dict[str, object] = {"heartbeat": None, "renew_rooms": []}
+_SKIPPED: dict[str, object] = {"heartbeat": None, "renew_rooms": [], "save_room_summaries": None}
 _READS = {
     "participants",
     "count",
@@ -55,6 +55,7 @@ _READS = {
     "recordings",
     "recording",
     "denied",
+    "room_summaries",
 }
 # Reads that answer this while Redis is away and they were never read: the denylist cannot be
 # consulted then, and lessons go on (a revocation still closes the sessions it names at once).
