@@ -28,6 +28,7 @@ from ..rooms import Member, Room, Rooms
 from ..rooms import events as ev
 from ..rooms.actions import ACTIONS
 from ..rooms.cascade import Address, EdgeSide, Origin
+from ..rooms.quality import QualityBook
 from ..rooms.stream import Delivery
 from ..state import Bus, Store, StoreUnavailable
 from ..tokens import Role
@@ -51,6 +52,7 @@ class Cluster:
         self.link = Link(bus, self.id, self._on_call, self._on_events)
         self.edge = EdgeSide(rooms.media, self, relay_host)
         self.node = Node(self.id, store, bus, self._load, url)
+        self.quality = QualityBook()  # what this node's sessions' pupils see, wherever their room is held
         self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
         self._remote: dict[str, RemoteMember] = {}  # held here, sessions elsewhere
         self._adopting: dict[str, asyncio.Lock] = {}
@@ -86,7 +88,7 @@ class Cluster:
             if owner == self.id:
                 return await self._join_here(room, member, delivery, resume)
             key = secrets.token_hex(8)
-            handle = RemoteHandle(self.link, self.edge, owner, room, member, key)
+            handle = RemoteHandle(self.link, self.edge, owner, room, member, key, self.quality)
             self._sessions[key] = (member, handle)
             try:
                 return handle, await handle.join(delivery, resume)
@@ -127,7 +129,7 @@ class Cluster:
                     await self._adopt(room)
             self._adopting.pop(room, None)
         held, resumed, seat = await self.rooms.join(room, member, resume)
-        handle = LocalHandle(self.rooms, held, member)
+        handle = LocalHandle(self.rooms, held, member, self.quality)
         return handle, await handle.join_result(resumed, seat, delivery)
 
     async def _adopt(self, room: str) -> None:

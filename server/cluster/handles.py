@@ -12,6 +12,7 @@ from ..rooms import Member, Room, Rooms
 from ..rooms import events as ev
 from ..rooms.actions import Message, operation_of, perform
 from ..rooms.cascade import EdgeSide, Origin
+from ..rooms.quality import QualityBook, QualityReport
 from ..rooms.stream import Delivery
 from ..tokens import Role
 from .link import Link
@@ -43,11 +44,12 @@ class RoomHandle(Protocol):
 
 
 class LocalHandle:
-    def __init__(self, rooms: Rooms, room: Room, member: Member) -> None:
+    def __init__(self, rooms: Rooms, room: Room, member: Member, quality: QualityBook | None = None) -> None:
         self.name = room.name
         self._rooms = rooms
         self._room = room
         self._member = member
+        self._here = _Here(room, quality or QualityBook())
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
         hand = await self._room.interaction.hand_raised(self._member.participant_id)
@@ -55,13 +57,40 @@ class LocalHandle:
         return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat)
 
     async def perform(self, action: Message) -> Message | None:
-        return await perform(self._room, self._member, action)
+        return await perform(self._room, self._here, self._member, action)
 
     async def disconnect(self) -> None:
         self._rooms.disconnect(self._room, self._member)
 
     async def leave(self) -> None:
+        self._here.quality.forget(self.name, self._member.participant_id)
         await self._rooms.leave(self._room, self._member)
+
+
+class _Here:
+    """``Viewing`` for a session whose room is held here: the room's subscriptions; its pupil's
+    reports go to this node's book."""
+
+    def __init__(self, room: Room, quality: QualityBook) -> None:
+        self._room = room
+        self.quality = quality
+
+    async def subscribe(self, member: Member) -> str:
+        return await self._room.subscribe(member)
+
+    async def accept_answer(self, member: Member, sdp: str) -> None:
+        await self._room.accept_answer(member, sdp)
+
+    async def add_subscriber_candidate(
+        self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        await self._room.add_subscriber_candidate(member, candidate, sdp_mid, sdp_mline_index)
+
+    async def save_data(self, member: Member, on: bool) -> None:
+        await self._room.save_data(member, on)
+
+    async def report_quality(self, member: Member, report: QualityReport) -> None:
+        self.quality.report(self._room.name, member.participant_id, report)
 
 
 @dataclass(eq=False)
@@ -84,8 +113,18 @@ class RemoteHandle:
     """On the session's node: the room held by ``owner``, reached by calls over the link; its
     media comes through this node's edge side of the cascade."""
 
-    def __init__(self, link: Link, edges: EdgeSide, owner: str, name: str, member: Member, key: str) -> None:
+    def __init__(
+        self,
+        link: Link,
+        edges: EdgeSide,
+        owner: str,
+        name: str,
+        member: Member,
+        key: str,
+        quality: QualityBook | None = None,
+    ) -> None:
         self.name = name
+        self.quality = quality or QualityBook()  # this node's pupils' reports: kept here, not at the room
         self.owner = owner
         self.key = key
         self._link = link
@@ -122,6 +161,7 @@ class RemoteHandle:
         await self._call("disconnect", {})
 
     async def leave(self) -> None:
+        self.quality.forget(self.name, self._member.participant_id)
         await self._edges.drop(self.origin, self.key)
         await self._call("leave", {})
 
@@ -133,6 +173,7 @@ class _AtEdge:
         self._edges = handle._edges
         self._origin = handle.origin
         self._key = handle.key
+        self._quality = handle.quality
 
     async def subscribe(self, member: Member) -> str:
         return await self._edges.subscribe(self._origin, self._key, member)
@@ -147,3 +188,6 @@ class _AtEdge:
 
     async def save_data(self, member: Member, on: bool) -> None:
         await self._edges.save_data(self._origin, self._key, on)
+
+    async def report_quality(self, member: Member, report: QualityReport) -> None:
+        self._quality.report(self._origin.room, member.participant_id, report)

@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..media.interfaces import SLOTS
 from ..tokens import MEMBERS, PUBLISHERS, SUBSCRIBERS, UNSEEN, Role
 from .members import ClassroomError, Member
+from .quality import QualityReport
 from .room import Room
 
 MAX_SDP = 60_000
@@ -123,6 +124,28 @@ class Mute(Message):
     muted: bool = True
 
 
+class Qoe(Message):
+    """What a pupil's page measured over its last period (every ~15 s); each value bounded, so a
+    page that sends nonsense is refused and weighs nothing."""
+
+    type: Literal["qoe"]
+    fps: float = Field(ge=0, le=120)  # frames shown per second
+    freezes: int = Field(ge=0, le=1000)
+    longest_freeze_s: float = Field(ge=0, le=120)
+    concealed: float = Field(ge=0, le=1)  # share of the sound made up
+    rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
+    loss: float | None = Field(default=None, ge=0, le=1)
+    layer: Literal["high", "low", "still"] | None = None
+    path: Literal["direct", "relay", "hls", "recorded", "audio"]
+    period_s: float = Field(ge=1, le=120)
+
+    @model_validator(mode="after")
+    def _within_period(self) -> Qoe:
+        if self.longest_freeze_s > self.period_s + 1:
+            raise ValueError("longest_freeze_s cannot be longer than the period")
+        return self
+
+
 # Their replies (server -> the sender) -------------------------------------------------------------
 
 
@@ -159,6 +182,7 @@ class Viewing(Protocol):
         self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
     async def save_data(self, member: Member, on: bool) -> None: ...
+    async def report_quality(self, member: Member, report: QualityReport) -> None: ...
 
 
 class RoomHandler(Protocol[A_contra]):
@@ -238,12 +262,13 @@ def viewer_action(
     verb: str,
     *,
     reply: type[Message] | None = None,
+    rate: Rate | None = None,
     when: Callable[[A], bool] = lambda message: True,
 ) -> Callable[[ViewerHandler[A]], ViewerHandler[A]]:
     """Register the handler that runs ``message`` (those ``when`` picks) where the session is."""
 
     def register(view: ViewerHandler[A]) -> ViewerHandler[A]:
-        entry = _entry(message, roles, verb, reply, None)
+        entry = _entry(message, roles, verb, reply, rate)
         entry.view, entry.viewer = view, when
         return view
 
@@ -298,6 +323,23 @@ async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -
 @viewer_action(DataSaver, SUBSCRIBERS, "save data")
 async def data_saver(viewing: Viewing, member: Member, message: DataSaver) -> None:
     await viewing.save_data(member, message.on)
+
+
+@viewer_action(Qoe, STUDENTS, "report what they see", rate=Rate(0.2, 3, "a quality report every 5 s"))
+async def report_quality(viewing: Viewing, member: Member, message: Qoe) -> None:
+    # kept where the session is: each node knows its own pupils, the city view adds the nodes up
+    report = QualityReport(
+        fps=message.fps,
+        freezes=message.freezes,
+        longest_freeze_s=message.longest_freeze_s,
+        concealed=message.concealed,
+        path=message.path,
+        layer=message.layer,
+        rtt_ms=message.rtt_ms,
+        loss=message.loss,
+        period_s=message.period_s,
+    )
+    await viewing.report_quality(member, report)
 
 
 @action(
@@ -355,11 +397,12 @@ async def end_lesson(room: Room, member: Member, message: EndLesson) -> None:
     await room.end_lesson(member)
 
 
-async def perform(room: Room, member: Member, message: Message) -> Message | None:
-    """Run ``message`` for ``member`` in ``room``, held on this node."""
+async def perform(room: Room, viewing: Viewing, member: Member, message: Message) -> Message | None:
+    """Run ``message`` for ``member`` in ``room``, held on this node (``viewing``: the room's side of
+    the member's own subscription and reports)."""
     operation = operation_of(message)
     if operation.for_viewer(message):
         assert operation.view is not None
-        return await operation.view(room, member, message)
+        return await operation.view(viewing, member, message)
     assert operation.run is not None
     return await operation.run(room, member, message)
