@@ -78,6 +78,7 @@ const subscription = new Subscription(signaling, {
   },
   onChange: render,
   onGiveUp: () => ladder.gaveUp(), // WebRTC cannot reach this page: the HTTP stream instead
+  onMoved: () => signaling.check(), // a new network: the socket of the old one may be dead
 });
 // The data saver (省流量): sound and a still picture every few seconds; the page counts what it
 // used, and what a minute costs now (over the last RATE_WINDOW_MS).
@@ -118,13 +119,15 @@ const ladder = new Ladder(signaling, subscription, {
   },
 });
 
-// A network change (Wi-Fi to 4G: a new address) cuts the media without a word. On the first
-// STALL_MS without a packet while the teacher is live, the page asks for a fresh subscription at
-// once and checks its socket (a dead one reconnects now, and the re-join brings the offer).
+// A network change (Wi-Fi to 4G: a new address) cuts the media and the socket without a word.
+// The browser's ICE finds the new path by itself within a second or two when it can; the socket
+// it cannot. After STALL_MS without a packet while the teacher is live, the page checks its socket
+// (a dead one reconnects now, and the re-join brings a fresh subscription); after RESCUE_MS it
+// asks for a fresh subscription itself.
 const STALL_MS = 1000;
+const RESCUE_MS = 2500;
 const STILL_STALL_MS = 7000; // pictures without sound, on still pictures: one every 5 s
-const RESCUE_EVERY_MS = 3000;
-const stall = { count: 0, at: 0, offered: 0, rescuedAt: -Infinity };
+const stall = { count: 0, at: 0, offered: 0, checked: false, rescued: false };
 
 function watchStall() {
   const now = performance.now();
@@ -133,16 +136,20 @@ function watchStall() {
   const quiet = moving ? STALL_MS : STILL_STALL_MS;
   const watched = live.live && !live.hls && !!subscription.pc && !ladder.trying;
   if (count !== stall.count || !watched) {
-    stall.count = count;
-    stall.at = now;
+    Object.assign(stall, { count, at: now, checked: false, rescued: false });
     return;
   }
   // Only a subscription that brought media has stalled (a new one is the ladder's to judge).
-  if (count <= stall.offered || now - stall.at < quiet || now - stall.rescuedAt < RESCUE_EVERY_MS) return;
-  stall.rescuedAt = now;
-  console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; asking for a fresh subscription`);
-  signaling.check();
-  signaling.send({ type: "subscribe" });
+  if (count <= stall.offered || now - stall.at < quiet) return;
+  if (!stall.checked) {
+    stall.checked = true;
+    console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; checking the connection`);
+    signaling.check();
+  } else if (!stall.rescued && now - stall.at >= quiet + RESCUE_MS - STALL_MS) {
+    stall.rescued = true;
+    console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; asking for a fresh subscription`);
+    signaling.send({ type: "subscribe" });
+  }
 }
 
 function pageState() {

@@ -216,6 +216,18 @@ export type ClientMessage =
   | { type: "publish"; sdp: string; tracks: TrackName[] }
   | { type: "unpublish" }
   | { type: "data_saver"; on: boolean }
+  | {
+      type: "qoe";
+      fps: number;
+      freezes: number;
+      longest_freeze_s: number;
+      concealed: number;
+      path: "direct" | "relay" | "hls" | "recorded" | "audio";
+      period_s: number;
+      layer?: "high" | "low" | "still";
+      rtt_ms?: number;
+      loss?: number;
+    }
   | { type: "subscribe" }
   | { type: "answer"; target: "subscribe"; sdp: string }
   | { type: "ice"; target: "publish" | "subscribe"; candidate: string | null; sdpMid: string | null; sdpMLineIndex: number | null }

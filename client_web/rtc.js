@@ -26,15 +26,16 @@ export function newPeerConnection() {
 }
 
 /**
- * How the media flows: "relay" through TURN, "direct" to the server, or null before a pair is chosen.
+ * The connection's selected candidate pair: the media's path (through TURN, or straight) and the
+ * local address it leaves from (it changes when the device's network does).
  * @param {RTCStatsReport} report
- * @returns {"relay" | "direct" | null}
+ * @returns {{path: "relay" | "direct", local: string} | null}
  */
-export function candidatePath(report) {
+export function selectedPair(report) {
   for (const s of report.values()) {
     if (s.type !== "candidate-pair" || !(s.selected || s.nominated) || s.state !== "succeeded") continue;
     const local = report.get(s.localCandidateId);
-    if (local) return local.candidateType === "relay" ? "relay" : "direct";
+    if (local) return { path: local.candidateType === "relay" ? "relay" : "direct", local: `${local.address}:${local.port}` };
   }
   return null;
 }

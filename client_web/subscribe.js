@@ -4,7 +4,7 @@
 // new subscription — at join, after a reconnect, after `subscribe` — whose peer connection
 // replaces the old one. A media connection that fails asks for a fresh subscription a few times.
 
-import { newPeerConnection, trickleIce, addRemoteIce, slotOf, inboundBySlot, candidatePath } from "./rtc.js";
+import { newPeerConnection, trickleIce, addRemoteIce, slotOf, inboundBySlot, selectedPair } from "./rtc.js";
 
 /** @typedef {import("./connection.js").Signaling} Signaling */
 /** @typedef {import("./protocol").Offer} Offer */
@@ -18,6 +18,7 @@ export const RESUBSCRIBE_TRIES = 3; // a failed media connection asks for a fres
  * @property {(slot: string, track: MediaStreamTrack) => void} onTrack a track of the offer's slot `slot`
  * @property {() => void} onChange the connection's state changed
  * @property {() => void} [onGiveUp] failed, and asking again did not help (or could not be sent)
+ * @property {() => void} [onMoved] the media now leaves from another local address (the network changed)
  */
 
 export class Subscription {
@@ -40,6 +41,8 @@ export class Subscription {
     this.resubscribes = 0; // `subscribe` sent since the media last connected
     this.bytes = 0; // received by every subscription of this page: the data this lesson has used
     this.bytesBefore = 0; // …by the subscriptions before this one
+    /** @type {string | null} the local address:port the media arrives on (selectedPair) */
+    this.local = null;
   }
 
   /**
@@ -51,6 +54,7 @@ export class Subscription {
   async take(msg) {
     this.close();
     this.bytesBefore = this.bytes;
+    this.local = null;
     const slots = msg.slots;
     const pc = newPeerConnection();
     this.pc = pc;
@@ -115,7 +119,12 @@ export class Subscription {
     if (!pc || pc.signalingState === "closed") return null;
     const report = await pc.getStats();
     if (this.pc !== pc) return null;
-    this.path = candidatePath(report) || this.path;
+    const pair = selectedPair(report);
+    if (pair) {
+      if (this.local && pair.local !== this.local && this.hooks.onMoved) this.hooks.onMoved();
+      this.path = pair.path;
+      this.local = pair.local;
+    }
     for (const s of report.values()) {
       if (s.type === "transport") this.bytes = this.bytesBefore + (s.bytesReceived || 0);
     }

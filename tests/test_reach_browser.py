@@ -6,69 +6,47 @@ Times from page open to first picture are printed for the closing note."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("playwright.async_api")
-from playwright.async_api import Browser, async_playwright  # noqa: E402
+from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
 
 from tests.conftest import ServerProcess, free_port, start_server, stop_server  # noqa: E402
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PageLog, chromium, wait_stats  # noqa: E402
+from tests.netns import Namespace, namespace  # noqa: E402
+from tests.test_browser import CHROMIUM_ARGS, PageLog, chromium, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
 
 pytestmark = browser_marks
+Then = Callable[[Page], Awaitable[dict[str, Any]]]
 TURN_SECRET = "turn-" + "r" * 32
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 
 
-@dataclass(frozen=True)
-class BlockedNetwork:
-    namespace: str
-    host_ip: str  # the host's side of the veth: the server, coturn and the teacher's page use it
-    chromium: Path  # a wrapper that runs Chromium inside the namespace
+BLOCK_UDP = [
+    "nft add table inet block",
+    "nft add chain inet block out { type filter hook output priority 0 \\; }",
+    "nft add rule inet block out meta l4proto udp drop",
+]
 
 
 @pytest.fixture(scope="module")
-def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlockedNetwork]:
-    n = os.getpid() % 200 + 20
-    namespace, host_if, ns_if = f"skyreach{n}", f"skyh{n}", f"skyn{n}"
-    host_ip, ns_ip = f"10.77.{n}.1", f"10.77.{n}.2"
-    commands = [
-        f"ip netns add {namespace}",
-        f"ip link add {host_if} type veth peer name {ns_if}",
-        f"ip link set {ns_if} netns {namespace}",
-        f"ip addr add {host_ip}/24 dev {host_if}",
-        f"ip link set {host_if} up",
-        f"ip netns exec {namespace} ip addr add {ns_ip}/24 dev {ns_if}",
-        f"ip netns exec {namespace} ip link set {ns_if} up",
-        f"ip netns exec {namespace} ip link set lo up",
-        f"ip netns exec {namespace} nft add table inet block",
-        f"ip netns exec {namespace} nft add chain inet block out {{ type filter hook output priority 0 \\; }}",
-        f"ip netns exec {namespace} nft add rule inet block out meta l4proto udp drop",
-    ]
-    try:
-        for command in commands:
-            subprocess.run(command, shell=True, check=True, capture_output=True)
-        wrapper = tmp_path_factory.mktemp("netns") / "chromium-blocked"
-        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
-        wrapper.chmod(0o755)
-        yield BlockedNetwork(namespace, host_ip, wrapper)
-    finally:
-        subprocess.run(f"ip netns del {namespace}", shell=True, capture_output=True)
-        subprocess.run(f"ip link del {host_if}", shell=True, capture_output=True)
+def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
+    with namespace("reach", 77, tmp_path_factory.mktemp("netns")) as network:
+        for command in BLOCK_UDP:
+            network.run(command)
+        yield network
 
 
 @pytest.fixture(scope="module")
-def coturn(blocked: BlockedNetwork, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def coturn(blocked: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     log = tmp_path_factory.mktemp("coturn") / "turn.log"
     process = subprocess.Popen(
@@ -90,14 +68,14 @@ def coturn(blocked: BlockedNetwork, tmp_path_factory: pytest.TempPathFactory) ->
     process.wait(5)
 
 
-def serve(tmp: Path, blocked: BlockedNetwork, env: dict[str, str]) -> ServerProcess:
+def serve(tmp: Path, blocked: Namespace, env: dict[str, str]) -> ServerProcess:
     """The server on every address: the teacher's page on localhost (a camera needs a secure
     origin), the pupil's on the host's side of the veth."""
     return start_server(tmp, "--host", "0.0.0.0", "--ice-address", blocked.host_ip, env=env)
 
 
 @asynccontextmanager
-async def blocked_chromium(blocked: BlockedNetwork) -> AsyncIterator[Browser]:
+async def blocked_chromium(blocked: Namespace) -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(blocked.chromium), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -106,9 +84,12 @@ async def blocked_chromium(blocked: BlockedNetwork) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def pupil_path(server: ServerProcess, blocked: BlockedNetwork, room: str, reached: str) -> dict[str, Any]:
+async def pupil_path(
+    server: ServerProcess, blocked: Namespace, room: str, reached: str, then: Then | None = None
+) -> dict[str, Any]:
     """A teacher broadcasts (outside); a pupil opens the page inside the blocked network and waits
-    for ``reached`` to show moving pictures. Returns the pupil's stats and prints the time."""
+    for ``reached`` to show moving pictures, then does ``then`` with the pupil's page. Returns the
+    pupil's stats (after ``then``) and prints the time."""
     log = PageLog()
     async with chromium() as outside, blocked_chromium(blocked) as inside:
         teacher = log.watch(await outside.new_page(), "teacher")
@@ -125,13 +106,13 @@ async def pupil_path(server: ServerProcess, blocked: BlockedNetwork, room: str, 
             seconds = time.monotonic() - opened
             print(f"\nUDP blocked: a pupil on {reached!r} has a picture {seconds:.1f} s after opening the page")
             print(f"  ladder: {s['ladder']}, first frame at {s['firstFrameMs']} ms")
-            return s
+            return s if then is None else await then(pupil)
         except BaseException:
             print(log.dump())
             raise
 
 
-async def test_through_turn_over_tcp(blocked: BlockedNetwork, coturn: int, tmp_path: Path) -> None:
+async def test_through_turn_over_tcp(blocked: Namespace, coturn: int, tmp_path: Path) -> None:
     urls = f'["turn:{blocked.host_ip}:{coturn}?transport=udp", "turn:{blocked.host_ip}:{coturn}?transport=tcp"]'
     server = serve(tmp_path, blocked, {"SKYCLASS_TURN_URLS": urls, "SKYCLASS_TURN_SECRET": TURN_SECRET})
     try:
@@ -141,16 +122,34 @@ async def test_through_turn_over_tcp(blocked: BlockedNetwork, coturn: int, tmp_p
         stop_server(server)
 
 
-async def test_without_turn_the_page_finds_hls(blocked: BlockedNetwork, tmp_path: Path) -> None:
+async def test_without_turn_the_page_finds_hls_and_climbs_back(blocked: Namespace, tmp_path: Path) -> None:
+    """On HLS, the page tries WebRTC again now and then; once UDP gets through, it is back on it."""
+
+    async def unblock(pupil: Page) -> dict[str, Any]:
+        s = await wait_stats(pupil, "true")
+        assert [step["path"] for step in s["ladder"]["steps"]] == ["hls"], s["ladder"]
+        blocked.run("nft delete table inet block")
+        try:
+            unblocked = time.monotonic()
+            s = await wait_stats(pupil, "s.path === 'direct' && s.videoWidth > 0", 90_000)
+            frames = s["framesDecoded"]
+            s = await wait_stats(pupil, f"s.framesDecoded > {frames + 30}")  # moving pictures, over WebRTC
+            print(f"  back on WebRTC {time.monotonic() - unblocked:.1f} s after UDP got through: {s['ladder']}")
+            return s
+        finally:
+            for command in BLOCK_UDP:
+                blocked.run(command)
+
     server = serve(tmp_path, blocked, {})
     try:
-        s = await pupil_path(server, blocked, "reach-hls", "hls")
-        assert [step["path"] for step in s["ladder"]["steps"]] == ["hls"], s["ladder"]
+        s = await pupil_path(server, blocked, "reach-hls", "hls", unblock)
+        assert [step["path"] for step in s["ladder"]["steps"]] == ["hls", "direct"], s["ladder"]
+        assert s["ladder"]["steps"][1]["why"] == "climbed_back" and s["ladder"]["delivery"] == "webrtc"
     finally:
         stop_server(server)
 
 
-async def test_without_turn_and_hls_the_recording(blocked: BlockedNetwork, tmp_path: Path) -> None:
+async def test_without_turn_and_hls_the_recording(blocked: Namespace, tmp_path: Path) -> None:
     server = serve(tmp_path, blocked, {"SKYCLASS_HLS": "false"})
     try:
         await pupil_path(server, blocked, "g9-1", "recorded")  # a live slot of the demo timetable, with its recording

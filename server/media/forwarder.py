@@ -34,6 +34,9 @@ GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer pi
 RTX_MAX_AGE_S = 3.0
 RTX_SHARE = 0.25
 RTX_FLOOR = 8  # retransmissions a second allowed whatever the share
+# A NACK for more packets than this is a gap (the network changed, a link went away for a moment):
+# repaying it at RTX_SHARE takes seconds of stale pictures; one keyframe mends it at once.
+RTX_GAP = 32
 
 
 @dataclass(slots=True)
@@ -399,8 +402,8 @@ class DownTrack:
         source = self.source
         if source is None or self._send is None or not self._started:
             return
-        unanswerable = False  # a loss no retransmission mends: the picture stays broken until a keyframe
-        for out_seq in lost:
+        unanswerable = len(lost) > RTX_GAP  # a loss no retransmission mends: broken until a keyframe
+        for out_seq in [] if unanswerable else lost:
             seq = (out_seq - self._seq_offset) & 0xFFFF
             if (seq - self._start_seq) & 0xFFFF >= 0x8000:
                 continue
