@@ -10,6 +10,7 @@ import functools
 import importlib.resources
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections import Counter
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         library = Library(catalog, settings.data_dir / "uploads", ingest)
         await ingest.start()  # a job a restart interrupted is done again
         hls = HlsPolicy(settings.hls_dir, settings.hls_above) if settings.hls else None
-        rooms = Rooms(pool, store, node_id, catalog if settings.record else None, schedule.title_now, hls)
+        recorder = catalog if settings.record else None
+        rooms = Rooms(pool, store, node_id, recorder, schedule.title_now, hls, lambda: schedule.timetable)
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         cluster = Cluster(rooms, store, bus, settings.relay_address, url)
         signer = MediaSigner(settings.media_secret, parse_duration(settings.media_url_ttl))
@@ -210,6 +212,13 @@ def _gauges(settings: Settings, rooms: Rooms, cluster: Cluster, pool: MediaPool,
             "Other nodes fed the broadcast of a room held here",
             lambda: sum(len(r.edges.nodes) for r in rooms),
         ),
+        "live_lessons_teacher_away": (
+            "Lessons held here whose teacher's connection dropped and no teacher has come back",
+            lambda: sum(room.journal.teacher_away for room in rooms),
+        ),
+        "data_disk_free_bytes": ("Free space on the data directory's disk", lambda: _disk(settings.data_dir)[0]),
+        "data_disk_free_ratio": ("Free share of the data directory's disk", lambda: _disk(settings.data_dir)[1]),
+        "store_up": ("1 while the shared state answers (always, embedded)", lambda: 1),
     }
     if settings.redis_url:
         from .state.resilient import ResilientStore  # only with Redis: the embedded store loads no redis
@@ -217,10 +226,19 @@ def _gauges(settings: Settings, rooms: Rooms, cluster: Cluster, pool: MediaPool,
         health = store
         if isinstance(health, ResilientStore):
             gauges["redis_up"] = ("1 while Redis answers", lambda: int(health.up))
+            gauges["store_up"] = ("1 while the shared state answers (0: Redis is away)", lambda: int(health.up))
             gauges["redis_queued_writes"] = ("Writes waiting for Redis to come back", lambda: health.queued)
             gauges["redis_failures"] = ("Redis calls that failed", lambda: health.failures)
             health.on_recovered = lambda: asyncio.ensure_future(cluster.resync())
     return gauges
+
+
+def _disk(path: Path) -> tuple[int, float]:
+    """Free bytes and free share of the disk ``path`` is on (its nearest existing folder)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    return usage.free, usage.free / usage.total if usage.total else 0.0
 
 
 async def _media_backends(settings: Settings, runtime: Path) -> list[MediaBackend]:

@@ -80,7 +80,8 @@ def _raise_open_file_limit() -> None:
 
 
 def _log_config(level: str, style: str) -> dict[str, Any]:
-    """Logging for every process; JSON lines carry the extras (room, participant) as fields."""
+    """Logging for every process; JSON lines carry the extras (room, participant) as fields. Lesson
+    events (``skyclass.events``) are JSON objects as they are, whatever the style and the level."""
     if style == "json":
         formatter: dict[str, Any] = {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -92,8 +93,12 @@ def _log_config(level: str, style: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"redact": {"()": "server.cli.RedactTokens"}},
-        "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"]}},
+        "formatters": {"default": formatter, "event": {"format": "%(message)s"}},
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"]},
+            "events": {"class": "logging.StreamHandler", "formatter": "event"},
+        },
+        "loggers": {"skyclass.events": {"handlers": ["events"], "level": "INFO", "propagate": False}},
         "root": {"handlers": ["default"], "level": level.upper()},
     }
 

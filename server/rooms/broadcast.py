@@ -12,6 +12,7 @@ from ..media.pool import MediaPeer, MediaPool
 from ..state import Store
 from . import events as ev
 from .cascade import OriginSide
+from .journal import Journal
 from .members import Member, Members, quality_teller, tell
 from .stream import RoomStream
 
@@ -28,6 +29,7 @@ class Broadcast:
         catalog: Catalog | None,
         title: Callable[[str], str],
         stream: RoomStream,
+        journal: Journal,
     ) -> None:
         self._room = room
         self._media = media
@@ -41,6 +43,7 @@ class Broadcast:
         self.subscriptions: dict[str, MediaPeer] = {}
         self.edges = OriginSide(room, media)  # other nodes' viewers, fed once per node
         self.stream = stream
+        self._journal = journal
 
     @property
     def live(self) -> bool:
@@ -66,15 +69,18 @@ class Broadcast:
         await self._store.set_broadcaster(self._room, member.participant_id)
         if old is None:
             self._tell_viewers(live=True)
+            self._journal.broadcast_started(member.participant_id)
         log.info("room %s: %s broadcasts", self._room, member.name)
         return answer
 
-    async def unpublish(self, member: Member) -> None:
+    async def unpublish(self, member: Member, cause: str = "stopped") -> None:
+        """The broadcast ends; ``cause`` says why, for the journal (``Journal.broadcast_stopped``)."""
         if self.publisher_id != member.participant_id or self.publication is None:
             return
         publication, self.publication, self.publisher_id = self.publication, None, None
         await self._attach_all(None)
         self._tell_viewers(live=False)  # first: students switch to the recording at once
+        self._journal.broadcast_stopped(cause)
         await self.edges.source_changed("teacher", None)
         await self.stream.publication_changed(None)
         await self._finish_recording(publication)
@@ -88,7 +94,7 @@ class Broadcast:
 
     async def _publication_failed(self, member: Member) -> None:
         log.warning("room %s: the teacher's connection failed", self._room)
-        await self.unpublish(member)
+        await self.unpublish(member, "connection_failed")
 
     async def _attach_all(self, publication: MediaPeer | None) -> None:
         """Every subscription but the publisher's own takes the teacher's broadcast."""

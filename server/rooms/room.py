@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ..lessons.catalog import Catalog
+from ..lessons.timetable import Timetable
 from ..media.pool import MediaPeer, MediaPool
 from ..state import Stay, Store
 from ..tokens import SEES_PRESENCE, Role
@@ -19,6 +20,7 @@ from . import events as ev
 from .broadcast import Broadcast
 from .cascade import OriginSide
 from .interaction import Interaction, Poll
+from .journal import Journal
 from .members import ClassroomError, Member, Members, tell
 from .stage import Stage
 from .stream import Delivery, HlsPolicy, RoomStream
@@ -41,14 +43,17 @@ class Room:
         catalog: Catalog | None,
         title: Callable[[str], str] = str,
         hls: HlsPolicy | None = None,
+        timetable: Callable[[], Timetable] = Timetable,
     ) -> None:
         self.name = name
         self._media = media
         self._store = store
         self.incarnation = secrets.token_hex(4)  # an edge's feed belongs to this very room object
         self.members = Members(name, store, node)
+        self.journal = Journal(name, timetable)
         self.interaction = Interaction(name, store, self.members, self._schedule_notify)
-        self.broadcast = Broadcast(name, media, store, self.members, catalog, title, RoomStream(name, media, hls))
+        stream = RoomStream(name, media, hls)
+        self.broadcast = Broadcast(name, media, store, self.members, catalog, title, stream, self.journal)
         self.stage = Stage(name, media, self.members, self.broadcast)
         self._notify_timer: asyncio.TimerHandle | None = None
         self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
@@ -77,6 +82,8 @@ class Room:
         """Admit ``member``; whether it resumes a session that dropped within ``RESUME_S``, and
         the secret that lets a later connection take the seat over (``Members.admit``)."""
         resumed, seat = await self.members.admit(member, resume)
+        if member.role is Role.TEACHER:
+            self.journal.teacher_joined(member.participant_id)
         if member.role in SEES_PRESENCE:
             member.deliver(ev.Presence(await self._store.count(self.name, Role.STUDENT)))
         for event in [*await self.interaction.greet(member), *self.stage.greet()]:
@@ -98,13 +105,18 @@ class Room:
     def disconnect(self, member: Member, on_expired: Callable[[], object]) -> None:
         """The member's connection dropped: keep everything for ``RESUME_S``, then leave."""
         if self.members.drop(member, on_expired):
+            if member.role is Role.TEACHER:
+                self.journal.teacher_dropped(member.participant_id)
             self._schedule_notify()
 
     async def leave(self, member: Member) -> None:
         if not await self.members.remove(member):
             return
+        if not self.members:
+            self.journal.ended("everyone_left")  # first: a broadcast no one watches ends with it
         await self.interaction.lower_hand(member.participant_id)
-        await self.broadcast.unpublish(member)  # when it was them
+        cause = "teacher_not_back" if self.journal.dropped(member.participant_id) else "teacher_left"
+        await self.broadcast.unpublish(member, cause)  # when it was them
         if self.stage.invited == member.participant_id:
             await self.stage.end_turn()
         await self.broadcast.unsubscribe(member.participant_id)
@@ -122,6 +134,7 @@ class Room:
 
     async def end_lesson(self, by: Member) -> None:
         """Everyone is told and leaves; the broadcast and its recording end."""
+        self.journal.ended("ended")  # first: the broadcast stopping now is no fallback
         await self.stage.end_turn()
         publisher = self.broadcast.publisher_id
         if publisher is not None:
@@ -234,11 +247,13 @@ class Rooms:
         catalog: Catalog | None = None,
         title: Callable[[str], str] = str,
         hls: HlsPolicy | None = None,
+        timetable: Callable[[], Timetable] = Timetable,
     ) -> None:
         self.media = media
         self.catalog = catalog
         self.title = title
         self.hls = hls
+        self.timetable = timetable  # the one in force: a room's school, grade and slot
         self.store = store
         self.node = node
         self.on_closed: Callable[[str], object] = lambda name: None  # a room emptied and was let go
@@ -256,7 +271,9 @@ class Rooms:
     def create(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.media, self.store, self.node, self.catalog, self.title, self.hls)
+            room = self._rooms[name] = Room(
+                name, self.media, self.store, self.node, self.catalog, self.title, self.hls, self.timetable
+            )
         return room
 
     async def join(self, name: str, member: Member, resume: str | None = None) -> tuple[Room, bool, str]:
@@ -286,6 +303,7 @@ class Rooms:
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
         room.tell_all(ev.Moved())
+        room.journal.ended("moved")  # it starts again where its members reconnect
         await room.close()
         self.media.release(room.name)
 
