@@ -166,7 +166,7 @@ async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redi
                 await next_frame_within(tracks["video"], 2)
         await teacher.send({"type": "chat", "text": "still here"})
         assert (await near.expect("chat"))["text"] == "still here"  # same node: no Redis needed
-        assert a.metric("skyclass_redis_up") == 0
+        assert a.metric("skyclass_redis_up") == a.metric("skyclass_store_up") == 0  # alert SkyclassRedisDown
 
         restart = time.monotonic()
         # the same port, empty
@@ -181,7 +181,7 @@ async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redi
                 assert time.monotonic() - restart < 10, status
                 await asyncio.sleep(0.2)
         print(f"state converged {time.monotonic() - restart:.1f} s after Redis came back")
-        assert a.metric("skyclass_redis_up") == 1
+        assert a.metric("skyclass_redis_up") == a.metric("skyclass_store_up") == 1
 
         for _ in range(5):  # B listens on the bus again (within a second): the room reaches its student
             await teacher.send({"type": "chat", "text": "back"})
