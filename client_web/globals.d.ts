@@ -44,10 +44,23 @@ export interface TusUpload {
   abort(): Promise<void>;
 }
 
+/** The part of uPlot 1.6 (vendor/uPlot.iife.min.js, a classic script that sets window.uPlot) the control room uses. */
+export interface UPlotInstance {
+  setData(data: (number | null)[][]): void;
+  destroy(): void;
+}
+
+export interface UPlotConstructor {
+  new (options: object, data: (number | null)[][], target: HTMLElement): UPlotInstance;
+  readonly paths: { bars(options?: { size?: [number, number] }): unknown };
+}
+
 declare global {
   interface Window {
     /** tus-js-client, once its script has run. */
     tus?: { Upload: new (file: File, options: TusUploadOptions) => TusUpload };
+    /** uPlot, once its script has run. */
+    uPlot?: UPlotConstructor;
     /** hls.js, once its script has run. */
     Hls?: HlsConstructor;
     /** What a page shows the tests: `stats()` and, on the classroom pages, `dropConnection()`. */

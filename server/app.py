@@ -38,8 +38,10 @@ from .metrics import Gauges, make_registry
 from .rooms import Rooms
 from .rooms.stream import HlsPolicy
 from .settings import Settings
-from .signaling import api, files, library_api
+from .signaling import api, city_api, files, library_api
 from .signaling.access import Access, MediaSigner, credential
+from .signaling.city import CityReporter
+from .signaling.qoe import QualityCollector, placement
 from .signaling.session import Session, Sessions
 from .state import StoreUnavailable, open_state
 from .tokens import parse_duration
@@ -115,10 +117,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         sessions = Sessions(settings, cluster, schedule, signaling_metrics, signer, access)
         cluster.on_revoked = sessions.revoke
+        metrics_registry.register(QualityCollector(cluster.quality, placement(lambda: schedule.timetable)))
+        city = CityReporter(cluster, store, lambda: [(s.room.name, s.role) for s in sessions.joined if s.room])
         app.state.sessions, app.state.registry = sessions, metrics_registry
         await cluster.start()
         _replace_dead_workers(pool, rooms, settings, Path(runtime.name))
         refresher = asyncio.get_running_loop().create_task(stats.refresh_forever())
+        city.start()
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
         log.info("node %s", node_id)
@@ -126,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             refresher.cancel()
+            await city.close()
             await ingest.close()
             await rooms.close()  # members reconnect: to another node, where there is one
             await cluster.close()
@@ -168,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/replay": "replay.html",
         "/library": "library.html",
         "/review": "review.html",
+        "/city": "city.html",
     }
     for path, name in pages.items():
         app.add_api_route(path, functools.partial(page, name), include_in_schema=False)  # no parameters
@@ -185,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(library_api.router)
+    app.include_router(city_api.router)
     app.include_router(library_api.upload_router(settings))
     app.include_router(files.router)
 
