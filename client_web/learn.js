@@ -102,7 +102,10 @@ $("fullscreen").addEventListener("click", () => {
 });
 saver.button.addEventListener("click", () => {
   saver.on = !saver.on;
-  signaling.send({ type: "data_saver", on: saver.on });
+  // On HLS, the sound-only rendition; on WebRTC, the server sends sound and stills.
+  live.soundOnly = saver.on;
+  if (live.hls) live.syncHls();
+  else signaling.send({ type: "data_saver", on: saver.on });
   render();
 });
 /** Video bytes and sound packets received so far: it grows while any media comes. */

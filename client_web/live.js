@@ -51,6 +51,8 @@ export class LiveVideo {
     /** @type {string | null} the playlist this viewer watches instead (joined.hls) */
     this.hls = null;
     this.hlsFrames = 0; // the HLS video element's own frame count, last seen
+    this.soundOnly = false; // saving data on HLS: the sound-only rendition beside the playlist
+    this.hlsTime = 0; // the element's currentTime, last seen (sound only: no frames to count)
     /** @type {Quality["layer"]} the teacher's camera as our link gets it: high, low, or still pictures */
     this.layer = "high";
     /** @type {string | null} */
@@ -112,7 +114,8 @@ export class LiveVideo {
 
   /** The teacher's frames are fresh: live, a frame lately, and a picture. */
   fresh(now = performance.now()) {
-    return this.live && now - this.lastFrameAt < FRAME_FRESH_MS && this.video.videoWidth > 0;
+    const shown = this.video.videoWidth > 0 || (!!this.hls && this.soundOnly);
+    return this.live && now - this.lastFrameAt < FRAME_FRESH_MS && shown;
   }
 
   /** The shared screen's frames flow (shown only while the live video is). */
@@ -213,9 +216,10 @@ export class LiveVideo {
   /** The HLS player runs while the teacher is live (under the recording too, muted, like WebRTC). */
   syncHls() {
     const player = this.hlsPlayer;
-    if (this.hls && this.live && this.signaling.state === "joined") {
-      if (player.url === this.hls) return;
-      player.play(this.hls).then(() => {
+    const url = this.hls && this.soundOnly ? this.hls.replace(/index\.m3u8$/, "audio.m3u8") : this.hls;
+    if (url && this.live && this.signaling.state === "joined") {
+      if (player.url === url) return;
+      player.play(url).then(() => {
         if (this.hooks.recorded()) this.video.play().catch(() => {});
         else this.autoplay.play(this.video);
       });
@@ -227,6 +231,13 @@ export class LiveVideo {
   /** Count the HLS pictures like the WebRTC ones (the element's count starts over with each stream). */
   countHls() {
     if (!this.hls) return;
+    if (this.soundOnly) {
+      // The sound plays on: it counts as the stream being fresh.
+      const t = this.video.currentTime;
+      if (t > this.hlsTime) this.frameCame(performance.now());
+      this.hlsTime = t;
+      return;
+    }
     const frames = this.hlsPlayer.frames();
     const added = frames >= this.hlsFrames ? frames - this.hlsFrames : frames;
     this.hlsFrames = frames;
@@ -238,6 +249,8 @@ export class LiveVideo {
 
   /** What stats() says of the HLS player, or null for a WebRTC viewer. */
   hlsStats() {
-    return this.hls ? { url: this.hls, latency: this.hlsPlayer.latency(), errors: this.hlsPlayer.errors } : null;
+    if (!this.hls) return null;
+    const player = this.hlsPlayer;
+    return { url: this.hls, playing: player.url, latency: player.latency(), errors: player.errors, soundOnly: this.soundOnly };
   }
 }

@@ -144,3 +144,21 @@ async def test_the_pupil_page_saves_data_and_counts_it(server: ServerProcess) ->
         except BaseException:
             print(log.dump())
             raise
+
+
+async def test_switching_again_and_again_is_rate_limited(server: ServerProcess) -> None:
+    """A page that keeps asking for the data saver, or for fresh subscriptions, is refused like a chat flood."""
+    room = "data-saver-flood"
+    student = await SignalingClient.connect(server.ws_url)
+    await student.join(room, server.token(room, "student", "Wei"))
+    await student.expect("offer")
+    for i in range(8):
+        await student.send({"type": "data_saver", "on": i % 2 == 0})
+    refused = await student.expect("error")
+    assert refused["code"] == "rate_limited" and "data saver" in refused["message"], refused
+    for _ in range(7):
+        await student.send({"type": "subscribe"})
+    while "data saver" in (refused := await student.expect("error"))["message"]:
+        pass  # the refusals of the data saver's flood come first
+    assert refused["code"] == "rate_limited" and "subscription" in refused["message"], refused
+    await student.close()

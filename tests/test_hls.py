@@ -46,6 +46,13 @@ def decode_live(url: str, video_frames: int) -> tuple[int, int, tuple[int, int],
     return pictures, audio, size, codec
 
 
+def decode_sound_only(url: str) -> int:
+    """Audio frames decoded from the sound-only playlist, which has no video stream."""
+    with av.open(url, options={"live_start_index": "-2"}, timeout=10) as container:
+        assert not container.streams.video and container.streams.audio[0].codec_context.name == "aac"
+        return sum(1 for _, frame in zip(range(50), container.decode(audio=0), strict=False))
+
+
 async def watch_over_hls(server: ServerProcess, room: str, codec: str | None) -> tuple[int, int, tuple[int, int], str]:
     viewer = await joined_over_hls(server, room, "Wei")
     teacher = await joined(server, room, "teacher", "Ms Li")
@@ -67,6 +74,11 @@ async def watch_over_hls(server: ServerProcess, room: str, codec: str | None) ->
         async with httpx.AsyncClient() as http:
             response = await http.get(server.url + viewer["hls"].rsplit("/", 1)[0] + "/" + segment)
         assert response.headers["cache-control"] == "public, max-age=86400, immutable"
+        # the sound alone beside it, for pupils saving data: AAC segments, no picture
+        sound_only = await wait_for_playlist(server.url + viewer["hls"].replace("index.m3u8", "audio.m3u8"))
+        assert "aud-" in sound_only.text
+        sounds = await asyncio.to_thread(decode_sound_only, str(sound_only.url))
+        assert sounds > 20, sounds
         return await asyncio.to_thread(decode_live, server.url + viewer["hls"], 60)
     finally:
         await publisher.close()

@@ -45,6 +45,15 @@ async def test_a_student_past_the_threshold_plays_hls(tmp_path: Path) -> None:
                 f"{playing['hls']['latency']} s behind the live edge (hls.js)"
             )
             assert wei.url and (await wait_stats(wei, "s.source === 'live'"))["hls"] is None
+
+            # Saving data on HLS: the sound-only rendition plays on, without a picture.
+            await fang.locator("#data-saver").click()
+            s = await wait_stats(fang, "s.hls.soundOnly && s.hls.playing.endsWith('/audio.m3u8')")
+            played = await fang.evaluate("document.getElementById('video').currentTime")
+            s = await wait_stats(
+                fang, f"s.source === 'hls' && document.getElementById('video').currentTime > {played + 3}"
+            )
+            assert s["dataSaver"] and not s["ladder"]["steps"], s
             assert log.page_errors == [], log.dump()
         assert "writing HLS" in server.log()
         assert "Traceback" not in server.log(), server.log()[-4000:]

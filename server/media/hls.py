@@ -6,6 +6,9 @@ H.264 from the teacher is remuxed as it is; VP8 (what browsers send by default) 
 once, here, and the audio goes from Opus to AAC (what HLS players take). A keyframe starts a
 segment about every ``SEGMENT_S``. When the teacher publishes again, the new writer appends to the
 same playlist after a discontinuity, so players carry on.
+
+Beside it, the sound alone (``AUDIO_PLAYLIST``: the same AAC in its own segments, ~70 kbit/s): the
+rendition a pupil saving data on HLS listens to.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import logging
 import queue
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import av
 
+from .interfaces import AUDIO_PLAYLIST
 from .recorder import (
     MS,
     FrameAssembler,
@@ -57,6 +62,8 @@ class HlsWriter:
         self.container: av.container.OutputContainer | None = None
         self.video: av.VideoStream | None = None
         self.audio: av.AudioStream | None = None
+        self.sound_only: av.container.OutputContainer | None = None  # AUDIO_PLAYLIST's
+        self.sound_only_audio: av.AudioStream | None = None
         self.start = 0.0
         self.size = (0, 0)
         self.last_key_ms = -10_000
@@ -78,21 +85,13 @@ class HlsWriter:
                 for packet in stream.encode(None):
                     self.container.mux(packet)
         self.container.close()
+        if self.sound_only is not None:
+            self.sound_only.close()
 
     def _open(self, arrival: float, size: tuple[int, int]) -> None:
         directory = self.info.path.parent
         directory.mkdir(parents=True, exist_ok=True)
-        options = {
-            "hls_time": str(SEGMENT_S),
-            "hls_list_size": str(PLAYLIST_SEGMENTS),
-            # a teacher who publishes again continues the playlist; the lesson's end is told over
-            # signaling, so the list never ends; old segments go
-            "hls_flags": "append_list+delete_segments+omit_endlist+independent_segments+temp_file",
-            "hls_segment_filename": str(directory / "seg-%06d.ts"),
-            # audio that stalls (a muted microphone sending nothing) holds pictures back this long at most
-            "max_interleave_delta": str(MAX_INTERLEAVE_US),
-        }
-        container = av.open(str(self.info.path), "w", format="hls", options=options)
+        container = av.open(str(self.info.path), "w", format="hls", options=hls_options(directory / "seg-%06d.ts"))
         if self.transcode:
             video = container.add_stream("libx264", rate=30)
             video.width, video.height = size
@@ -104,9 +103,11 @@ class HlsWriter:
             video.time_base = MS
         audio = None
         if self.with_audio:  # a stream that never gets a packet would hold every picture back
-            audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
-            audio.codec_context.time_base = AUDIO_BASE
-            audio.bit_rate = 64_000
+            audio = add_aac(container)
+            self.sound_only = av.open(
+                str(directory / AUDIO_PLAYLIST), "w", format="hls", options=hls_options(directory / "aud-%06d.ts")
+            )
+            self.sound_only_audio = add_aac(self.sound_only)
         self.container, self.video, self.audio = container, video, audio
         self.start, self.size = arrival, size
 
@@ -177,9 +178,38 @@ class HlsWriter:
             self.audio_next += AAC_FRAME
             for packet in self.audio.encode(frame):
                 self._mux(packet, self.audio)
+            self._sound_only(frame)
             self.info.audio_frames += 1
+
+    def _sound_only(self, frame: av.AudioFrame) -> None:
+        """The sound alone, encoded again (an AAC encoder costs little beside the video's)."""
+        if self.sound_only is None or self.sound_only_audio is None:
+            return
+        for packet in self.sound_only_audio.encode(frame):
+            packet.stream = self.sound_only_audio
+            self.sound_only.mux(packet)
 
     def _mux(self, packet: Any, stream: av.VideoStream | av.AudioStream | None) -> None:
         assert self.container is not None and stream is not None
         packet.stream = stream
         self.container.mux(packet)
+
+
+def hls_options(segments: Path) -> dict[str, str]:
+    return {
+        "hls_time": str(SEGMENT_S),
+        "hls_list_size": str(PLAYLIST_SEGMENTS),
+        # a teacher who publishes again continues the playlist; the lesson's end is told over
+        # signaling, so the list never ends; old segments go
+        "hls_flags": "append_list+delete_segments+omit_endlist+independent_segments+temp_file",
+        "hls_segment_filename": str(segments),
+        # audio that stalls (a muted microphone sending nothing) holds pictures back this long at most
+        "max_interleave_delta": str(MAX_INTERLEAVE_US),
+    }
+
+
+def add_aac(container: av.container.OutputContainer) -> av.AudioStream:
+    audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+    audio.codec_context.time_base = AUDIO_BASE
+    audio.bit_rate = 64_000
+    return audio

@@ -20,6 +20,7 @@ OnFailed = Callable[[], None] | None
 OnQuality = Callable[[str, str], None] | None  # a subscriber's camera layer changed: (layer, reason)
 
 PLAYLIST = "index.m3u8"  # an HLS stream's playlist, in its own folder with its segments
+AUDIO_PLAYLIST = "audio.m3u8"  # the same stream's sound alone, beside it (low-data mode)
 
 
 class SdpError(ValueError):

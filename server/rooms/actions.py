@@ -300,7 +300,8 @@ async def unpublish(room: Room, member: Member, message: Unpublish) -> None:
         raise ClassroomError("forbidden", f"A {member.role.value} may not unpublish; only teacher")
 
 
-@viewer_action(Subscribe, SUBSCRIBERS, "subscribe", reply=Offer)
+# A subscription is a peer connection on the media worker: a page that keeps asking is refused.
+@viewer_action(Subscribe, SUBSCRIBERS, "subscribe", reply=Offer, rate=Rate(0.5, 5, "a subscription every 2 s"))
 async def subscribe(viewing: Viewing, member: Member, message: Subscribe) -> Offer:
     return Offer(sdp=await viewing.subscribe(member))
 
@@ -320,7 +321,7 @@ async def subscriber_candidate(viewing: Viewing, member: Member, message: Ice) -
     await viewing.add_subscriber_candidate(member, message.candidate, message.sdpMid, message.sdpMLineIndex)
 
 
-@viewer_action(DataSaver, SUBSCRIBERS, "save data")
+@viewer_action(DataSaver, SUBSCRIBERS, "save data", rate=Rate(1.0, 5, "a data saver switch a second"))
 async def data_saver(viewing: Viewing, member: Member, message: DataSaver) -> None:
     await viewing.save_data(member, message.on)
 

@@ -11,12 +11,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from ..lessons.catalog import Recording
-from ..media.interfaces import PLAYLIST
+from ..media.interfaces import AUDIO_PLAYLIST, PLAYLIST
 from .api import Services, Svc, recording_prefix
 
 router = APIRouter(include_in_schema=False)
 
-HLS_FILE = re.compile(r"index\.m3u8|seg-\d{6}\.ts")
+HLS_FILE = re.compile(r"(index|audio)\.m3u8|(seg|aud)-\d{6}\.ts")
 ROOM = re.compile(r"[^/]{1,128}")
 # A signed URL is the credential: a cache or CDN may keep what it fetched with one (nginx checks the
 # signature before its cache, README); the playlist expires at once, a segment never changes.
@@ -76,7 +76,7 @@ async def hls_file(request: Request, signature: str, expires: int, room: str, na
         if owner is not None and owner != svc.cluster.id and url:
             return RedirectResponse(f"{url}{request.url.path}", status_code=307)
         raise HTTPException(status_code=404, detail=f"Room {room!r} has no HLS {name} now")
-    if name == PLAYLIST:  # rewritten every segment: read whole, not streamed with a size that may change
+    if name in (PLAYLIST, AUDIO_PLAYLIST):  # rewritten every segment: read whole (its size may change)
         playlist = await asyncio.to_thread(path.read_bytes)
         return Response(playlist, media_type="application/vnd.apple.mpegurl", headers=PLAYLIST_CACHE)
     return FileResponse(path, media_type="video/mp2t", headers=SEGMENT_CACHE)
