@@ -36,6 +36,13 @@ export class ChatBox {
       ev.preventDefault();
       this.submit();
     });
+    // A phone's on-screen keyboard takes half the screen: keep the input and its button above it.
+    const keepInView = () => {
+      if (document.activeElement === this.input) this.form.scrollIntoView({ block: "nearest" });
+    };
+    this.input.addEventListener("focus", () => setTimeout(keepInView, 300)); // once the keyboard is up
+    window.visualViewport?.addEventListener("resize", keepInView);
+    window.addEventListener("resize", keepInView);
   }
 
   submit() {

@@ -59,5 +59,24 @@ async def test_pages_fit_a_phone(server: Any, landscape: bool) -> None:
                 assert not layout["outside"], (name, layout)
                 assert not layout["small"], (name, layout)
                 assert layout["pictureWidth"] >= 0.9 * layout["width"] or landscape, (name, layout)
+            await chat_over_the_keyboard(pupil, device["viewport"])
         finally:
             await browser.close()
+
+
+IN_VIEW = """() => ["#chat-input", "#chat-form button"].map((q) => {
+  const r = document.querySelector(q).getBoundingClientRect();
+  return r.top >= 0 && r.bottom <= window.innerHeight;
+})"""
+
+
+async def chat_over_the_keyboard(pupil: Any, viewport: dict[str, int]) -> None:
+    """The on-screen keyboard opens (the page gets 45% of the screen's height less): the chat's
+    input and button stay in view, and a message typed there is sent."""
+    await pupil.locator("#chat-input").focus()
+    await pupil.set_viewport_size({"width": viewport["width"], "height": int(viewport["height"] * 0.55)})
+    await pupil.wait_for_function(f"() => ({IN_VIEW})().every(Boolean)", timeout=5000)
+    await pupil.keyboard.type("老师，我看得见")
+    await pupil.keyboard.press("Enter")
+    await wait_stats(pupil, "s.chat >= 1")
+    await pupil.set_viewport_size(viewport)
