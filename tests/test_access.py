@@ -139,6 +139,10 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", f"/api/rooms/{ROOM}", None, only(ROOMS_OF_A | {"reviewer": 200})),
     ("GET", f"/api/rooms/{ROOM}/attendance", None, only({"teacher": 200, "admin:School A": 200, f"admin:{CITY}": 200})),
     ("GET", "/api/attendance/rates", None, only(ADMINS)),
+    ("GET", "/api/city", None, only(ADMINS)),
+    ("POST", "/api/city/inspect", {"room": ROOM},
+     only({"inspector": 200, "admin:School A": 200, f"admin:{CITY}": 200})),
+    ("GET", "/api/reports/attendance", None, only(ADMINS)),
     ("GET", "/api/recordings", None, ALL),
     ("GET", "/api/recordings/demo", None, ALL),  # approved: every token holder (a1's timetable plays it too)
     ("GET", "/api/lessons/{pending}", None,  # an upload waiting for review
@@ -151,6 +155,7 @@ ROUTES: list[tuple[str, str, Any, dict[str, int]]] = [
     ("GET", "/healthz", None, dict.fromkeys(CALLERS, 200)),
     ("GET", "/learn", None, dict.fromkeys(CALLERS, 200)),
     ("GET", "/teach", None, dict.fromkeys(CALLERS, 200)),
+    ("GET", "/city", None, dict.fromkeys(CALLERS, 200)),
     ("GET", "/replay/demo", None, dict.fromkeys(CALLERS, 200)),  # the page; its data needs a token
     ("GET", "/metrics", None, dict.fromkeys(CALLERS, 401)),  # the metrics token only
     ("GET", "/docs", None, dict.fromkeys(CALLERS, 404)),  # off on this server
@@ -234,6 +239,7 @@ def test_media_needs_a_signed_url(private: ServerProcess) -> None:
 # The websocket matrix: each role of the room, and what each message earns it ("forbidden", or anything
 # else: the action ran, or was refused for its content). A stranger's refusals come first.
 ROLES = ("student", "teacher", "inspector", f"admin:{CITY}")
+QOE = {"type": "qoe", "fps": 30, "freezes": 0, "longest_freeze_s": 0, "concealed": 0, "path": "direct", "period_s": 15}
 MESSAGES: list[tuple[dict[str, Any], set[str]]] = [  # (message, roles that may send it)
     ({"type": "publish", "sdp": "v=0"}, {"teacher"}),  # a student only once invited on stage
     ({"type": "unpublish"}, {"teacher"}),
@@ -242,6 +248,7 @@ MESSAGES: list[tuple[dict[str, Any], set[str]]] = [  # (message, roles that may 
     ({"type": "ice", "target": "subscribe", "candidate": None}, set(ROLES)),
     ({"type": "chat", "text": "hello"}, {"student", "teacher", f"admin:{CITY}"}),  # inspectors are unseen
     ({"type": "hand", "raised": True}, {"student"}),
+    (QOE, {"student"}),  # what a pupil's page sees
     ({"type": "poll_open", "question": "?", "options": ["a", "b"]}, {"teacher"}),
     ({"type": "poll_answer", "poll_id": "x", "choice": 0}, {"student"}),
     ({"type": "poll_close", "poll_id": "x"}, {"teacher"}),
