@@ -1,7 +1,7 @@
 """Every pupil reached: a Chromium pupil in a network namespace of the test's own, where every UDP
 send is dropped (nftables), as on school and government networks. With TURN it watches through
-coturn over TCP (``path == "relay"``); without TURN it finds the HLS tier by itself; with HLS off
-too, the lesson's recording. The teacher's Chromium is outside, on a network that lets UDP through.
+coturn over TCP or TLS (``path == "relay"``); without TURN it finds the HLS tier by itself, and
+climbs back to WebRTC once UDP gets through; with HLS off too, the lesson's recording. The teacher's Chromium is outside, on a network that lets UDP through.
 Times from page open to first picture are printed for the closing note."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,38 @@ def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
 
 @pytest.fixture(scope="module")
 def coturn(blocked: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with turnserver(blocked, tmp_path_factory.mktemp("coturn"), tls=False) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def coturn_tls(blocked: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with turnserver(blocked, tmp_path_factory.mktemp("coturn-tls"), tls=True) as port:
+        yield port
+
+
+@contextmanager
+def turnserver(blocked: Namespace, directory: Path, tls: bool) -> Iterator[int]:
+    """Debian's coturn on the host's side of the veth: plain TCP/UDP, or TLS only (a self-signed
+    certificate, as ``turns:`` on 443 would use a real one)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("coturn") / "turn.log"
+    log = directory / "turn.log"
+    if tls:
+        key, cert = directory / "key.pem", directory / "cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=turn.test",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        listening = [f"--tls-listening-port={port}", f"--listening-port={free_port()}", f"--cert={cert}",
+                     f"--pkey={key}", "--no-udp", "--no-tcp", "--no-dtls"]  # fmt: skip
+    else:
+        listening = [f"--listening-port={port}", "--no-tls", "--no-dtls"]
     process = subprocess.Popen(
         [
-            TURNSERVER, "-n", f"--listening-ip={blocked.host_ip}", f"--listening-port={port}",
-            f"--relay-ip={blocked.host_ip}", "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}",
-            "--realm=skyclass", "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log",
-            "--min-port=49500", "--max-port=49700",
+            TURNSERVER, "-n", f"--listening-ip={blocked.host_ip}", f"--relay-ip={blocked.host_ip}", *listening,
+            "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}", "--realm=skyclass", "--no-cli",
+            "--log-file=stdout", "--simple-log", "--min-port=49500", "--max-port=49700",
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -63,9 +87,11 @@ def coturn(blocked: Namespace, tmp_path_factory: pytest.TempPathFactory) -> Iter
     while "Total General servers" not in log.read_text(errors="replace"):
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
-    yield port
-    process.terminate()
-    process.wait(5)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)
 
 
 def serve(tmp: Path, blocked: Namespace, env: dict[str, str]) -> ServerProcess:
@@ -77,7 +103,9 @@ def serve(tmp: Path, blocked: Namespace, env: dict[str, str]) -> ServerProcess:
 @asynccontextmanager
 async def blocked_chromium(blocked: Namespace) -> AsyncIterator[Browser]:
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(blocked.chromium), headless=True, args=CHROMIUM_ARGS)
+        # Chromium checks a turns: server's certificate (production: a real one); the test's is self-signed
+        args = [*CHROMIUM_ARGS, "--ignore-certificate-errors"]
+        browser = await p.chromium.launch(executable_path=str(blocked.chromium), headless=True, args=args)
         try:
             yield browser
         finally:
@@ -118,6 +146,17 @@ async def test_through_turn_over_tcp(blocked: Namespace, coturn: int, tmp_path: 
     try:
         s = await pupil_path(server, blocked, "reach-turn", "relay")
         assert s["ladder"]["steps"] == [], s["ladder"]  # WebRTC got through: no step down
+    finally:
+        stop_server(server)
+
+
+async def test_through_turn_over_tls(blocked: Namespace, coturn_tls: int, tmp_path: Path) -> None:
+    """``turns:``: TURN inside TLS over TCP, what a network that lets only HTTPS out still passes."""
+    urls = f'["turns:{blocked.host_ip}:{coturn_tls}?transport=tcp"]'
+    server = serve(tmp_path, blocked, {"SKYCLASS_TURN_URLS": urls, "SKYCLASS_TURN_SECRET": TURN_SECRET})
+    try:
+        s = await pupil_path(server, blocked, "reach-turns", "relay")
+        assert s["ladder"]["steps"] == [], s["ladder"]
     finally:
         stop_server(server)
 
