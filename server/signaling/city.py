@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..cluster import Cluster
-from ..lessons.timetable import Mode, Timetable
+from ..lessons.timetable import Mode, Slot, Timetable
 from ..rooms.quality import VIDEO_PATHS, median_of
 from ..state import Store, StoreUnavailable
 from ..tokens import Role
@@ -115,6 +115,9 @@ def merge(summaries: Iterable[dict[str, Any]], timetable: Timetable, now: dt.dat
     parts: dict[str, list[dict[str, Any]]] = {}
     for summary in summaries:
         parts.setdefault(str(summary["room"]), []).append(summary)
+    slots: defaultdict[str, list[Slot]] = defaultdict(list)  # by class: thousands of classes, each looked up once
+    for each in timetable.slots:
+        slots[each.class_id].append(each)
     found = []
     for name, entries in parts.items():
         held = next((e for e in entries if e.get("held")), None)
@@ -125,11 +128,13 @@ def merge(summaries: Iterable[dict[str, Any]], timetable: Timetable, now: dt.dat
             qoe = entry.get("qoe") or {}
             reporting += int(qoe.get("reporting", 0))
             freezing += int(qoe.get("freezing", 0))
-            paths.update({str(k): int(v) for k, v in (qoe.get("paths") or {}).items()})
-            fps.update({int(k): int(v) for k, v in (qoe.get("fps") or {}).items()})
+            for path, count in (qoe.get("paths") or {}).items():
+                paths[str(path)] += int(count)
+            for value, count in (qoe.get("fps") or {}).items():
+                fps[int(value)] += int(count)
         live = bool(held and held.get("live"))
         school_class = timetable.classes.get(name)
-        slot = timetable.now(name, now)
+        slot = next((s for s in slots.get(name, ()) if s.covers(now)), None)
         mode = "live" if live else "idle" if slot is None else "recorded" if slot.mode is Mode.RECORDED else "fallback"
         median = median_of(fps)
         video = reporting - paths.get("audio", 0)
@@ -228,6 +233,9 @@ def for_rooms(rooms: list[CityRoom], *, visible: Callable[[str], bool], **wanted
 def now_json(rooms: list[CityRoom]) -> dict[str, Any]:
     """The whole of the rooms in view: their count, pupils, reports and health."""
     by_health = Counter(r.health for r in rooms)
+    paths: Counter[str] = Counter()
+    for room in rooms:
+        paths.update(room.paths)
     return {
         "rooms": len(rooms),
         "live": sum(1 for r in rooms if r.live),
@@ -235,7 +243,7 @@ def now_json(rooms: list[CityRoom]) -> dict[str, Any]:
         "reporting": sum(r.reporting for r in rooms),
         "freezing": sum(r.freezing for r in rooms),
         "health": {h: by_health.get(h, 0) for h in HEALTH_ORDER},
-        "paths": dict(sum((Counter(r.paths) for r in rooms), Counter())),
+        "paths": dict(paths),
     }
 
 
