@@ -36,13 +36,14 @@ export class ChatBox {
       ev.preventDefault();
       this.submit();
     });
-    // A phone's on-screen keyboard takes half the screen: keep the input and its button above it.
+    // A phone's on-screen keyboard takes half the screen: the input and its button come into view
+    // above it (and stay there: sticky while typing, style.css).
     const keepInView = () => {
-      if (document.activeElement === this.input) this.form.scrollIntoView({ block: "nearest" });
+      if (document.activeElement === this.input) this.form.scrollIntoView({ block: "end" });
     };
-    this.input.addEventListener("focus", () => setTimeout(keepInView, 300)); // once the keyboard is up
-    window.visualViewport?.addEventListener("resize", keepInView);
-    window.addEventListener("resize", keepInView);
+    const soon = () => setTimeout(keepInView, 150); // once the keyboard is up and the layout has followed
+    this.input.addEventListener("focus", soon);
+    window.visualViewport?.addEventListener("resize", soon);
   }
 
   submit() {

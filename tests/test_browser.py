@@ -103,8 +103,9 @@ def teach_url(server: Any, room: str, name: str = "Teacher Li") -> str:
     return f"{server.url}/teach?room={room}&token={server.token(room, 'teacher', name)}"
 
 
-async def screenshot_all(pages: dict[str, Page], tag: str) -> None:
-    out = os.environ.get("SKYCLASS_SCREENSHOTS")
+async def screenshot_all(pages: dict[str, Page], tag: str, always: bool = False) -> None:
+    """Screenshots into $SKYCLASS_SCREENSHOTS when it is set (``always``: else into test-artifacts/)."""
+    out = os.environ.get("SKYCLASS_SCREENSHOTS") or ("test-artifacts" if always else None)
     if not out:
         return
     os.makedirs(out, exist_ok=True)

@@ -16,7 +16,7 @@ from .conftest import ServerProcess
 from .peers import PatternTrack, SignalingClient, ToneTrack, publish, subscribe, video_payload_type
 
 BROWSER_WINDOW_S = 15.0  # seconds of each mode measured in Chromium
-WINDOW_S = 20.0
+WINDOW_S = 60.0
 OVERHEAD = 12 + 10 + 28  # RTP header, SRTP tag, UDP and IP: what a data plan counts per packet
 
 
