@@ -1,8 +1,9 @@
 """Every pupil reached: a Chromium pupil in a network namespace of the test's own, where every UDP
 send is dropped (nftables), as on school and government networks. With TURN it watches through
 coturn over TCP or TLS (``path == "relay"``); without TURN it finds the HLS tier by itself, and
-climbs back to WebRTC once UDP gets through; with HLS off too, the lesson's recording. The teacher's Chromium is outside, on a network that lets UDP through.
-Times from page open to first picture are printed for the closing note."""
+climbs back to WebRTC once UDP gets through; with HLS off too, the lesson's recording. The
+teacher's Chromium is outside, on a network that lets UDP through. Times from page open to first
+picture are printed for the closing note."""
 
 from __future__ import annotations
 
