@@ -32,6 +32,7 @@ import { StageView } from "./stage.js";
 import { StageTurn } from "./stage-turn.js";
 import { Player } from "./player.js";
 import { Ladder } from "./ladder.js";
+import { QoeReporter } from "./qoe.js";
 
 /** @typedef {import("./protocol").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol").ErrorOut} ErrorOut */
@@ -189,6 +190,8 @@ function stats() {
 }
 
 expose({ stats, dropConnection: () => signaling.dropConnection() });
+// What this pupil sees, told to the server every 15 s (the control room adds it up).
+new QoeReporter(signaling, stats);
 
 // --- rendering -----------------------------------------------------------------------------
 

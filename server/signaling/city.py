@@ -135,7 +135,12 @@ def merge(summaries: Iterable[dict[str, Any]], timetable: Timetable, now: dt.dat
         live = bool(held and held.get("live"))
         school_class = timetable.classes.get(name)
         slot = next((s for s in slots.get(name, ()) if s.covers(now)), None)
-        mode = "live" if live else "idle" if slot is None else "recorded" if slot.mode is Mode.RECORDED else "fallback"
+        if slot is not None and slot.mode is Mode.RECORDED:
+            mode = "recorded"  # the class watches its recording in step, whoever broadcasts
+        elif live:
+            mode = "live"
+        else:
+            mode = "idle" if slot is None else "fallback"
         median = median_of(fps)
         video = reporting - paths.get("audio", 0)
         found.append(
