@@ -172,6 +172,8 @@ function stats() {
     // how this pupil is reached: WebRTC straight or through TURN, the HLS tier, or the recording
     path: player.source() === "recorded" ? "recorded" : player.live.hls ? "hls" : subscription.path,
     ladder: ladder.stats(),
+    rttMs: subscription.pc ? subscription.rttMs : null,
+    loss: subscription.pc ? subscription.loss : null,
     dataSaver: saver.on,
     bytesUsed: subscription.bytes,
     // the class

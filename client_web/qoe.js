@@ -25,8 +25,8 @@ const MAX_PERIOD_S = 120;
  * @property {{count: number, seconds: number}} [freezes] the browser's own count, this subscription
  * @property {number} [audioConcealed] share of the sound made up
  * @property {boolean} [recordedPaused]
- * @property {number} [rttMs] round trip, when the page measures it
- * @property {number} [loss] share of packets lost, when the page measures it
+ * @property {number | null} [rttMs] round trip, when the page measures it
+ * @property {number | null} [loss] share of packets lost, when the page measures it
  */
 
 /**

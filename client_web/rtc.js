@@ -26,16 +26,19 @@ export function newPeerConnection() {
 }
 
 /**
- * The connection's selected candidate pair: the media's path (through TURN, or straight) and the
- * local address it leaves from (it changes when the device's network does).
+ * The connection's selected candidate pair: the media's path (through TURN, or straight), the
+ * local address it leaves from (it changes when the device's network does), and the round trip
+ * its ICE checks measured (seconds), if any.
  * @param {RTCStatsReport} report
- * @returns {{path: "relay" | "direct", local: string} | null}
+ * @returns {{path: "relay" | "direct", local: string, rtt: number | null} | null}
  */
 export function selectedPair(report) {
   for (const s of report.values()) {
     if (s.type !== "candidate-pair" || !(s.selected || s.nominated) || s.state !== "succeeded") continue;
     const local = report.get(s.localCandidateId);
-    if (local) return { path: local.candidateType === "relay" ? "relay" : "direct", local: `${local.address}:${local.port}` };
+    if (!local) continue;
+    const rtt = typeof s.currentRoundTripTime === "number" ? s.currentRoundTripTime : null;
+    return { path: local.candidateType === "relay" ? "relay" : "direct", local: `${local.address}:${local.port}`, rtt };
   }
   return null;
 }

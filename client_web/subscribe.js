@@ -12,6 +12,7 @@ import { newPeerConnection, trickleIce, addRemoteIce, slotOf, inboundBySlot, sel
 /** @typedef {import("./rtc.js").Inbound} Inbound */
 
 export const RESUBSCRIBE_TRIES = 3; // a failed media connection asks for a fresh subscription this often
+export const LOSS_WINDOW_MS = 5000; // the loss share is measured over windows this long
 
 /**
  * @typedef {object} SubscriptionHooks
@@ -43,6 +44,12 @@ export class Subscription {
     this.bytesBefore = 0; // …by the subscriptions before this one
     /** @type {string | null} the local address:port the media arrives on (selectedPair) */
     this.local = null;
+    /** @type {number | null} round trip to the server, ms (ICE's checks) */
+    this.rttMs = null;
+    /** @type {number | null} share of the packets lost over the last LOSS_WINDOW_MS */
+    this.loss = null;
+    /** @type {{at: number, lost: number, received: number} | null} the counters at the window's start */
+    this.lossFrom = null;
   }
 
   /**
@@ -55,6 +62,7 @@ export class Subscription {
     this.close();
     this.bytesBefore = this.bytes;
     this.local = null;
+    this.lossFrom = null; // a new connection's counters start from zero
     const slots = msg.slots;
     const pc = newPeerConnection();
     this.pc = pc;
@@ -110,6 +118,31 @@ export class Subscription {
   }
 
   /**
+   * The share of packets lost lately, from every inbound stream's counters: a window restarts
+   * every LOSS_WINDOW_MS.
+   * @param {RTCStatsReport} report
+   */
+  countLoss(report) {
+    let lost = 0;
+    let received = 0;
+    for (const s of report.values()) {
+      if (s.type !== "inbound-rtp") continue;
+      lost += Math.max(0, s.packetsLost || 0);
+      received += s.packetsReceived || 0;
+    }
+    const now = performance.now();
+    const from = this.lossFrom;
+    if (!from || received < from.received) {
+      this.lossFrom = { at: now, lost, received };
+      return;
+    }
+    const expected = lost - from.lost + (received - from.received);
+    if (now - from.at < LOSS_WINDOW_MS) return;
+    this.loss = expected > 0 ? Math.max(0, lost - from.lost) / expected : this.loss;
+    this.lossFrom = { at: now, lost, received };
+  }
+
+  /**
    * The inbound-rtp report of each slot; null without a connection, or when a newer one
    * replaced it meanwhile (those counters belong to the old one).
    * @returns {Promise<Partial<Record<string, Inbound>> | null>}
@@ -124,7 +157,9 @@ export class Subscription {
       if (this.local && pair.local !== this.local && this.hooks.onMoved) this.hooks.onMoved();
       this.path = pair.path;
       this.local = pair.local;
+      if (pair.rtt !== null) this.rttMs = Math.round(pair.rtt * 1000);
     }
+    this.countLoss(report);
     for (const s of report.values()) {
       if (s.type === "transport") this.bytes = this.bytesBefore + (s.bytesReceived || 0);
     }
