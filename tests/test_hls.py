@@ -49,7 +49,8 @@ def decode_live(url: str, video_frames: int) -> tuple[int, int, tuple[int, int],
 def decode_sound_only(url: str) -> int:
     """Audio frames decoded from the sound-only playlist, which has no video stream."""
     with av.open(url, options={"live_start_index": "-2"}, timeout=10) as container:
-        assert not container.streams.video and container.streams.audio[0].codec_context.name == "aac"
+        sound = container.streams.audio[0].codec_context
+        assert not container.streams.video and (sound.name, sound.layout.name) == ("aac", "mono")
         return sum(1 for _, frame in zip(range(50), container.decode(audio=0), strict=False))
 
 

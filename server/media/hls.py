@@ -7,8 +7,8 @@ once, here, and the audio goes from Opus to AAC (what HLS players take). A keyfr
 segment about every ``SEGMENT_S``. When the teacher publishes again, the new writer appends to the
 same playlist after a discontinuity, so players carry on.
 
-Beside it, the sound alone (``AUDIO_PLAYLIST``: the same AAC in its own segments, ~70 kbit/s): the
-rendition a pupil saving data on HLS listens to.
+Beside it, the sound alone (``AUDIO_PLAYLIST``: the voice in mono AAC at 32 kbit/s, ~13 MB for a
+45-minute lesson): the rendition a pupil saving data on HLS listens to.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ MAX_INTERLEAVE_US = 500_000
 AAC_FRAME = 1024
 AUDIO_RATE = 48000
 AUDIO_BASE = fractions.Fraction(1, AUDIO_RATE)
+SOUND_ONLY_BITRATE = 32_000  # a teacher's voice, mono
 
 
 def hls_writer(video_mime: str, audio: bool) -> Callable[[RecordingInfo], Writer]:
@@ -64,6 +65,7 @@ class HlsWriter:
         self.audio: av.AudioStream | None = None
         self.sound_only: av.container.OutputContainer | None = None  # AUDIO_PLAYLIST's
         self.sound_only_audio: av.AudioStream | None = None
+        self.mono = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
         self.start = 0.0
         self.size = (0, 0)
         self.last_key_ms = -10_000
@@ -107,7 +109,7 @@ class HlsWriter:
             self.sound_only = av.open(
                 str(directory / AUDIO_PLAYLIST), "w", format="hls", options=hls_options(directory / "aud-%06d.ts")
             )
-            self.sound_only_audio = add_aac(self.sound_only)
+            self.sound_only_audio = add_aac(self.sound_only, "mono", SOUND_ONLY_BITRATE)
         self.container, self.video, self.audio = container, video, audio
         self.start, self.size = arrival, size
 
@@ -185,9 +187,10 @@ class HlsWriter:
         """The sound alone, encoded again (an AAC encoder costs little beside the video's)."""
         if self.sound_only is None or self.sound_only_audio is None:
             return
-        for packet in self.sound_only_audio.encode(frame):
-            packet.stream = self.sound_only_audio
-            self.sound_only.mux(packet)
+        for mono in self.mono.resample(frame):
+            for packet in self.sound_only_audio.encode(mono):
+                packet.stream = self.sound_only_audio
+                self.sound_only.mux(packet)
 
     def _mux(self, packet: Any, stream: av.VideoStream | av.AudioStream | None) -> None:
         assert self.container is not None and stream is not None
@@ -208,8 +211,8 @@ def hls_options(segments: Path) -> dict[str, str]:
     }
 
 
-def add_aac(container: av.container.OutputContainer) -> av.AudioStream:
-    audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+def add_aac(container: av.container.OutputContainer, layout: str = "stereo", bit_rate: int = 64_000) -> av.AudioStream:
+    audio = container.add_stream("aac", rate=AUDIO_RATE, layout=layout)
     audio.codec_context.time_base = AUDIO_BASE
-    audio.bit_rate = 64_000
+    audio.bit_rate = bit_rate
     return audio
