@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.test_browser import CHROMIUM
+from playwright.async_api import Browser, async_playwright
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,16 @@ def namespace(tag: str, subnet: int, directory: Path) -> Iterator[Namespace]:
     finally:
         subprocess.run(f"ip netns del {name}", shell=True, capture_output=True)
         subprocess.run(f"ip link del {host_if}", shell=True, capture_output=True)
+
+
+@asynccontextmanager
+async def chromium_inside(network: Namespace, *args: str) -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, on the namespace's network."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(network.chromium), headless=True, args=[*CHROMIUM_ARGS, *args]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -16,13 +16,12 @@ import httpx
 import pytest
 
 pytest.importorskip("playwright.async_api")
-from playwright.async_api import async_playwright  # noqa: E402
-
 from tests.conftest import start_server, stop_server  # noqa: E402
-from tests.netns import Namespace, namespace  # noqa: E402
-from tests.test_browser import CHROMIUM_ARGS, PageLog, chromium, wait_stats  # noqa: E402
+from tests.netns import Namespace, chromium_inside, namespace  # noqa: E402
+from tests.test_browser import PageLog, chromium, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
 from tests.test_city import TIMETABLE, admin  # noqa: E402
+from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
 
 pytestmark = browser_marks
 LOSS_PERCENT = 35
@@ -47,14 +46,11 @@ async def test_an_impaired_pupil_shows_in_the_city_view(lossy: Namespace, tmp_pa
     room, log = "a1", PageLog()  # a live slot all day
     where = server.url.replace("127.0.0.1", lossy.host_ip)
     try:
-        async with chromium() as outside, async_playwright() as p:
-            inside = await p.chromium.launch(executable_path=str(lossy.chromium), headless=True, args=CHROMIUM_ARGS)
+        async with chromium() as outside, chromium_inside(lossy) as inside:
             try:
-                teacher = log.watch(await outside.new_page(), "teacher")
-                await teacher.goto(f"{server.url}/teach?room={room}&token={server.token(room, 'teacher', 'Ms Li')}")
-                await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
-                await teacher.locator("#start").click()
-                clean = log.watch(await outside.new_page(), "clean")
+                context = await outside.new_context()
+                await broadcasting_teacher(context, log, teach_url(server, room, "Ms Li"))
+                clean = log.watch(await context.new_page(), "clean")
                 await clean.goto(f"{server.url}/learn?room={room}&token={server.token(room, 'student', 'Wei')}")
                 impaired = log.watch(await inside.new_page(), "impaired")
                 await impaired.goto(f"{where}/learn?room={room}&token={server.token(room, 'student', 'Fang')}")
@@ -72,8 +68,6 @@ async def test_an_impaired_pupil_shows_in_the_city_view(lossy: Namespace, tmp_pa
             except BaseException:
                 print(log.dump())
                 raise
-            finally:
-                await inside.close()
     finally:
         stop_server(server)
 

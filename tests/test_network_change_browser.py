@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 pytest.importorskip("playwright.async_api")
-from playwright.async_api import async_playwright  # noqa: E402
-
 from tests.conftest import start_server, stop_server  # noqa: E402
-from tests.netns import Namespace, namespace, sh  # noqa: E402
-from tests.test_browser import CHROMIUM_ARGS, PageLog, chromium, stats, wait_stats  # noqa: E402
+from tests.netns import Namespace, chromium_inside, namespace, sh  # noqa: E402
+from tests.test_browser import PageLog, chromium, stats, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
 
 pytestmark = browser_marks
 RECOVERY_BOUND_S = 10.0  # the test's patience; the time measured is printed
@@ -49,14 +48,10 @@ async def test_picture_back_after_the_address_changes(phone: Namespace, tmp_path
     server = start_server(tmp_path, "--host", "0.0.0.0", "--ice-address", phone.host_ip)
     room, log = "moving-phone", PageLog()
     try:
-        async with chromium() as outside, async_playwright() as p:
-            inside = await p.chromium.launch(executable_path=str(phone.chromium), headless=True, args=CHROMIUM_ARGS)
-            teacher = log.watch(await outside.new_page(), "teacher")
+        async with chromium() as outside, chromium_inside(phone) as inside:
             pupil = log.watch(await inside.new_page(), "pupil")
             try:
-                await teacher.goto(f"{server.url}/teach?room={room}&token={server.token(room, 'teacher', 'Ms Li')}")
-                await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
-                await teacher.locator("#start").click()
+                await broadcasting_teacher(await outside.new_context(), log, teach_url(server, room, "Ms Li"))
                 where = server.url.replace("127.0.0.1", phone.host_ip)
                 await pupil.goto(f"{where}/learn?room={room}&token={server.token(room, 'student', 'Wei')}")
                 flowing = "s.path === 'direct' && s.framesDecoded > 30 && s.audioPacketsReceived > 0"
@@ -78,8 +73,6 @@ async def test_picture_back_after_the_address_changes(phone: Namespace, tmp_path
             except BaseException:
                 print(log.dump())
                 raise
-            finally:
-                await inside.close()
     finally:
         stop_server(server)
 

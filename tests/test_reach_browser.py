@@ -10,20 +10,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("playwright.async_api")
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+from playwright.async_api import Page  # noqa: E402
 
 from tests.conftest import ServerProcess, free_port, start_server, stop_server  # noqa: E402
-from tests.netns import Namespace, namespace  # noqa: E402
-from tests.test_browser import CHROMIUM_ARGS, PageLog, chromium, wait_stats  # noqa: E402
+from tests.netns import Namespace, chromium_inside, namespace  # noqa: E402
+from tests.test_browser import PageLog, chromium, teach_url, wait_stats  # noqa: E402
 from tests.test_browser import pytestmark as browser_marks  # noqa: E402
+from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
 
 pytestmark = browser_marks
 Then = Callable[[Page], Awaitable[dict[str, Any]]]
@@ -101,18 +102,6 @@ def serve(tmp: Path, blocked: Namespace, env: dict[str, str]) -> ServerProcess:
     return start_server(tmp, "--host", "0.0.0.0", "--ice-address", blocked.host_ip, env=env)
 
 
-@asynccontextmanager
-async def blocked_chromium(blocked: Namespace) -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        # Chromium checks a turns: server's certificate (production: a real one); the test's is self-signed
-        args = [*CHROMIUM_ARGS, "--ignore-certificate-errors"]
-        browser = await p.chromium.launch(executable_path=str(blocked.chromium), headless=True, args=args)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def pupil_path(
     server: ServerProcess, blocked: Namespace, room: str, reached: str, then: Then | None = None
 ) -> dict[str, Any]:
@@ -120,14 +109,11 @@ async def pupil_path(
     for ``reached`` to show moving pictures, then does ``then`` with the pupil's page. Returns the
     pupil's stats (after ``then``) and prints the time."""
     log = PageLog()
-    async with chromium() as outside, blocked_chromium(blocked) as inside:
-        teacher = log.watch(await outside.new_page(), "teacher")
+    # Chromium checks a turns: server's certificate (production: a real one); the test's is self-signed
+    async with chromium() as outside, chromium_inside(blocked, "--ignore-certificate-errors") as inside:
         pupil = log.watch(await inside.new_page(), "pupil")
         try:
-            await teacher.goto(f"{server.url}/teach?room={room}&token={server.token(room, 'teacher', 'Ms Li')}")
-            await wait_stats(teacher, "s.role === 'teacher' && s.videoWidth > 0")
-            await teacher.locator("#start").click()
-            await wait_stats(teacher, "s.live === true && s.framesEncoded > 0", 20_000)
+            await broadcasting_teacher(await outside.new_context(), log, teach_url(server, room, "Ms Li"))
             opened = time.monotonic()
             where = server.url.replace("127.0.0.1", blocked.host_ip)
             await pupil.goto(f"{where}/learn?room={room}&token={server.token(room, 'student', 'Wei')}")
