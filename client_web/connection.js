@@ -18,7 +18,8 @@ export const PING_INTERVAL_MS = 20_000;
 export const PONG_TIMEOUT_MS = 10_000; // no message at all this long after a ping: the connection is dead
 export const RECONNECT_MIN_MS = 500; // then 1 s, 2 s, 4 s, 5 s, 5 s, …
 export const RECONNECT_MAX_MS = 5000;
-export const PROBE_MS = 700; // a ping sent when the media stopped: no answer this long, the socket is dead
+export const PROBE_MS = 2000; // a ping sent when the media stopped: no answer this long (a slow 3G link's
+// round trip is well under), the socket is dead
 
 /**
  * room and token from the page address (?room=R&token=T).
@@ -225,7 +226,7 @@ export class Signaling {
   /**
    * Give up on a socket the server does not answer on, and connect again (`now`: at once).
    * @param {WebSocket} ws
-   * @param {boolean} now
+   * @param {boolean} now the network changed: the first attempt goes at once
    */
   abandon(ws, now) {
     console.warn("skyclass: no answer from the server; reconnecting");
@@ -235,8 +236,7 @@ export class Signaling {
     } catch {
       /* already closed */
     }
-    if (now) this.attempt = 0;
-    this.closed({ code: 1006 }, true, now);
+    this.closed({ code: 1006 }, true, now && this.attempt === 0); // at once the first time only
   }
 
   /** @param {ErrorOut} msg */

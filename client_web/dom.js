@@ -179,7 +179,6 @@ const NOTICES = {
   lesson_ended: "本节课已结束，谢谢！The lesson has ended — thank you!",
   to_hls: "您的网络无法直接连接直播，已改用普通网页方式观看（延迟稍长）。Your network blocks the live connection: watching over plain HTTP instead (a few seconds behind).",
   to_webrtc: "直播连接已恢复。The live connection works again: back to the live picture.",
-  sound_only: "省流量：只播放老师的声音。Saving data: the teacher's sound only.",
 };
 
 /**

@@ -9,9 +9,15 @@ export interface HlsErrorData {
   fatal: boolean;
 }
 
+/** FRAG_LOADED's data: a segment's transfer. */
+export interface HlsFragLoadedData {
+  frag: { stats: { loaded: number } };
+}
+
 export interface HlsInstance {
   readonly latency: number;
   on(event: string, listener: (event: string, data: HlsErrorData) => void): void;
+  on(event: string, listener: (event: string, data: HlsFragLoadedData) => void): void;
   loadSource(url: string): void;
   attachMedia(media: HTMLMediaElement): void;
   recoverMediaError(): void;
@@ -20,7 +26,7 @@ export interface HlsInstance {
 
 export interface HlsConstructor {
   new (config?: { liveSyncDurationCount?: number; liveMaxLatencyDurationCount?: number }): HlsInstance;
-  readonly Events: { readonly ERROR: string };
+  readonly Events: { readonly ERROR: string; readonly FRAG_LOADED: string };
   readonly ErrorTypes: { readonly MEDIA_ERROR: string; readonly NETWORK_ERROR: string };
   isSupported(): boolean;
 }

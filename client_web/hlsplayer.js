@@ -37,6 +37,7 @@ export class HlsPlayer {
     /** @type {HlsInstance | null} */
     this.hls = null;
     this.errors = 0;
+    this.bytes = 0; // segments' bytes loaded by every stream played: the data the page used
   }
 
   /**
@@ -58,6 +59,11 @@ export class HlsPlayer {
     // Near the live edge: two segments behind it, and catch up rather than drift.
     const hls = new Hls({ liveSyncDurationCount: 2, liveMaxLatencyDurationCount: 5 });
     this.hls = hls;
+    /** @param {string} _event @param {import("./globals").HlsFragLoadedData} data */
+    const loaded = (_event, data) => {
+      this.bytes += data.frag.stats.loaded || 0;
+    };
+    hls.on(Hls.Events.FRAG_LOADED, loaded);
     hls.on(Hls.Events.ERROR, (_event, data) => {
       this.errors += 1;
       if (!data.fatal || this.hls !== hls) return;

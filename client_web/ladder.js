@@ -138,6 +138,8 @@ export class Ladder {
     this.held = [];
     this.subscription.resubscribes = RESUBSCRIBE_TRIES; // a trial that fails gives up at once
     console.info("skyclass: trying WebRTC again beside the HTTP stream");
+    // An error instead of an offer (refused, the media worker full) must not leave the trial open.
+    this.timer = setTimeout(() => this.climbFailed("no_offer"), FIRST_PACKET_MS);
     if (!this.signaling.send({ type: "subscribe" })) this.climbFailed("not_sent");
   }
 

@@ -88,14 +88,18 @@ const saver = { on: false, button: $("data-saver", HTMLButtonElement), used: $("
 /** @type {[number, number][]} (performance.now(), bytes used) of the last RATE_WINDOW_MS */
 const usage = [];
 
+/** What the lesson has used: WebRTC's media and the HLS segments (hls.js; not Safari's own player). */
+const bytesUsed = () => subscription.bytes + live.hlsPlayer.bytes;
+
 /** Bytes a minute over the last RATE_WINDOW_MS; null before there is a window to measure. */
 function bytesPerMinute() {
   const now = performance.now();
-  usage.push([now, subscription.bytes]);
+  const used = bytesUsed();
+  usage.push([now, used]);
   while (usage.length > 2 && now - usage[1][0] >= RATE_WINDOW_MS) usage.shift();
   const [at, bytes] = usage[0];
-  if (now - at < RATE_WINDOW_MS / 2 || subscription.bytes < bytes) return null;
-  return ((subscription.bytes - bytes) * 60_000) / (now - at);
+  if (now - at < RATE_WINDOW_MS / 2 || used < bytes) return null;
+  return ((used - bytes) * 60_000) / (now - at);
 }
 // On a phone the picture takes the whole screen (turned sideways, it fills it).
 $("fullscreen").addEventListener("click", () => {
@@ -126,12 +130,18 @@ const ladder = new Ladder(signaling, subscription, {
 // A network change (Wi-Fi to 4G: a new address) cuts the media and the socket without a word.
 // The browser's ICE finds the new path by itself within a second or two when it can; the socket
 // it cannot. After STALL_MS without a packet while the teacher is live, the page checks its socket
-// (a dead one reconnects now, and the re-join brings a fresh subscription); after RESCUE_MS it
-// asks for a fresh subscription itself.
+// (a dead one reconnects, and the re-join brings a fresh subscription); after RESCUE_MS, if its own
+// media connection is the one in trouble (ICE disconnected or failed; not the teacher's upload
+// stalling, which every pupil would see at once), it asks for a fresh subscription itself.
 const STALL_MS = 1000;
 const RESCUE_MS = 2500;
 const STILL_STALL_MS = 7000; // pictures without sound, on still pictures: one every 5 s
 const stall = { count: 0, at: 0, offered: 0, checked: false, rescued: false };
+
+function ownPathBroken() {
+  const ice = subscription.pc ? subscription.pc.iceConnectionState : "closed";
+  return ice === "disconnected" || ice === "failed";
+}
 
 function watchStall() {
   const now = performance.now();
@@ -149,7 +159,7 @@ function watchStall() {
     stall.checked = true;
     console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; checking the connection`);
     signaling.check();
-  } else if (!stall.rescued && now - stall.at >= quiet + RESCUE_MS - STALL_MS) {
+  } else if (!stall.rescued && now - stall.at >= quiet + RESCUE_MS - STALL_MS && ownPathBroken()) {
     stall.rescued = true;
     console.warn(`skyclass: no media for ${Math.round(now - stall.at)} ms; asking for a fresh subscription`);
     signaling.send({ type: "subscribe" });
@@ -175,7 +185,7 @@ function stats() {
     rttMs: subscription.pc ? subscription.rttMs : null,
     loss: subscription.pc ? subscription.loss : null,
     dataSaver: saver.on,
-    bytesUsed: subscription.bytes,
+    bytesUsed: bytesUsed(),
     // the class
     chat: chat.received,
     hand: hand.raised,
@@ -210,11 +220,11 @@ function render() {
   saver.button.textContent = saver.on ? "🎬 看视频 Moving pictures" : "📶 省流量 Save data";
   // Proposed on a link that stays on still pictures anyway.
   saver.button.classList.toggle("suggest", !saver.on && player.live.layer === "still");
-  const text = `本节课已用 ${(subscription.bytes / 1e6).toFixed(1)} MB used`;
+  const text = `本节课已用 ${(bytesUsed() / 1e6).toFixed(1)} MB used`;
   if (saver.used.textContent !== text) saver.used.textContent = text;
 }
 
-/** What a minute of this lesson costs now, as it comes (WebRTC only: HLS is the browser's). */
+/** What a minute of this lesson costs now, as it comes. */
 function renderRate() {
   const perMinute = bytesPerMinute();
   saver.rate.hidden = perMinute === null;

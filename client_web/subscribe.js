@@ -62,7 +62,9 @@ export class Subscription {
     this.close();
     this.bytesBefore = this.bytes;
     this.local = null;
-    this.lossFrom = null; // a new connection's counters start from zero
+    this.lossFrom = null; // a new connection's counters start from zero…
+    this.loss = null; // …and its path has not been measured yet
+    this.rttMs = null;
     const slots = msg.slots;
     const pc = newPeerConnection();
     this.pc = pc;

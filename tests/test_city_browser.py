@@ -130,7 +130,7 @@ async def test_the_reporter_measures_the_pupil_page(nodes: list[ServerProcess]) 
             report = await pupil.evaluate("window.sentQoe[0]")
             print(f"\nthe pupil page's first report: {report}")
             assert report["type"] == "qoe" and report["path"] in ("direct", "relay"), report
-            assert report["fps"] >= 10 and report["longest_freeze_s"] < 1 and 14 <= report["period_s"] <= 16, report
+            assert report["fps"] >= 5 and report["longest_freeze_s"] < 3 and 14 <= report["period_s"] <= 16, report
             assert report["layer"] == "high" and 0 <= report["concealed"] <= 1, report
         except BaseException:
             print(log.dump())

@@ -3,6 +3,7 @@ through hls.js, while the earlier one stays on WebRTC."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.test_cluster_browser import broadcasting_teacher  # noqa: E402
 from .conftest import start_server, stop_server  # noqa: E402
 
 pytestmark = browser_marks
+SOUND_ONLY_WINDOW_S = 20.0
 
 
 async def test_a_student_past_the_threshold_plays_hls(tmp_path: Path) -> None:
@@ -38,6 +40,7 @@ async def test_a_student_past_the_threshold_plays_hls(tmp_path: Path) -> None:
             shown = await wait_stats(fang, "s.source === 'hls' && s.videoWidth > 0", timeout=30_000)
             first_frame_s = time.monotonic() - opened
             assert shown["hls"]["url"].endswith(f"/hls/{room}/index.m3u8") and shown["subscriptions"] == 0
+            assert shown["bytesUsed"] > 0, shown  # the segments count as the data the lesson used
             frames = shown["liveFramesDecoded"]
             playing = await wait_stats(fang, f"s.source === 'hls' && s.liveFramesDecoded > {frames + 30}")
             print(
@@ -54,6 +57,11 @@ async def test_a_student_past_the_threshold_plays_hls(tmp_path: Path) -> None:
                 fang, f"s.source === 'hls' && document.getElementById('video').currentTime > {played + 3}"
             )
             assert s["dataSaver"] and not s["ladder"]["steps"], s
+            before, at = s["bytesUsed"], time.monotonic()
+            await asyncio.sleep(SOUND_ONLY_WINDOW_S)
+            rate = ((await wait_stats(fang, "true"))["bytesUsed"] - before) / (time.monotonic() - at)
+            print(f"HLS sound only: {rate * 2700 / 1e6:.1f} MB per 45 minutes (segments loaded by hls.js)")
+            assert 0 < rate * 2700 <= 15e6, rate
             assert log.page_errors == [], log.dump()
         assert "writing HLS" in server.log()
         assert "Traceback" not in server.log(), server.log()[-4000:]

@@ -210,7 +210,8 @@ class Cluster:
             raise LookupError(f"No operation {op!r}")
         if known is None or room is None:
             raise LookupError("You are not in this room any more; join again")
-        reply = await LocalHandle(self.rooms, room, known).perform(operation.message.model_validate(payload["args"]))
+        handle = LocalHandle(self.rooms, room, known, self.quality)
+        reply = await handle.perform(operation.message.model_validate(payload["args"]))
         return reply.model_dump(mode="json") if reply is not None else None
 
     async def _on_feed(self, op: str, payload: dict[str, Any]) -> None:

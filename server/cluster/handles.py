@@ -44,12 +44,12 @@ class RoomHandle(Protocol):
 
 
 class LocalHandle:
-    def __init__(self, rooms: Rooms, room: Room, member: Member, quality: QualityBook | None = None) -> None:
+    def __init__(self, rooms: Rooms, room: Room, member: Member, quality: QualityBook) -> None:
         self.name = room.name
         self._rooms = rooms
         self._room = room
         self._member = member
-        self._here = _Here(room, quality or QualityBook())
+        self._here = _Here(room, quality)
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
         hand = await self._room.interaction.hand_raised(self._member.participant_id)
@@ -121,10 +121,10 @@ class RemoteHandle:
         name: str,
         member: Member,
         key: str,
-        quality: QualityBook | None = None,
+        quality: QualityBook,
     ) -> None:
         self.name = name
-        self.quality = quality or QualityBook()  # this node's pupils' reports: kept here, not at the room
+        self.quality = quality  # this node's pupils' reports: kept here, not at the room
         self.owner = owner
         self.key = key
         self._link = link

@@ -29,10 +29,12 @@ class Row:
     pupils_attended: int
     teachers_expected: int  # a class with a live slot that day expects its teacher
     teachers_attended: int
+    attended_of_enrolled: int | None = None  # a sum's pupils of the classes that know their enrolment
 
     @property
     def pupil_rate(self) -> float | None:
-        return round(self.pupils_attended / self.pupils_enrolled, 4) if self.pupils_enrolled else None
+        attended = self.pupils_attended if self.attended_of_enrolled is None else self.attended_of_enrolled
+        return round(attended / self.pupils_enrolled, 4) if self.pupils_enrolled else None
 
     @property
     def teacher_rate(self) -> float | None:
@@ -42,7 +44,7 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            **{f.name: getattr(self, f.name) for f in fields(self)},
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "attended_of_enrolled"},
             "pupil_rate": self.pupil_rate,
             "teacher_rate": self.teacher_rate,
         }
@@ -73,10 +75,14 @@ def attended_on(stays: Iterable[Stay], day: dt.date, role: str) -> set[str]:
     return {s.name for s in stays if s.role == role and s.joined_at < end and (s.left_at or end) >= start}
 
 
-def class_row(school_class: SchoolClass, timetable: Timetable, stays: list[Stay], day: dt.date) -> Row:
-    live_that_day = any(
-        s.class_id == school_class.id and s.mode is Mode.LIVE and day.weekday() in s.days for s in timetable.slots
-    )
+def live_classes(timetable: Timetable, day: dt.date) -> set[str]:
+    """The classes with a live slot on ``day``: their teacher is expected."""
+    return {s.class_id for s in timetable.slots if s.mode is Mode.LIVE and day.weekday() in s.days}
+
+
+def class_row(school_class: SchoolClass, live: set[str], stays: list[Stay], day: dt.date) -> Row:
+    """``live``: ``live_classes`` of the day, found once for every class."""
+    live_that_day = school_class.id in live
     return Row(
         school_class.school,
         school_class.grade,
@@ -101,6 +107,7 @@ def total(rows: list[Row], school: str = "", grade: str = "") -> Row:
         sum(r.pupils_attended for r in rows),
         sum(r.teachers_expected for r in rows),
         sum(min(r.teachers_attended, r.teachers_expected) if r.teachers_expected else 0 for r in rows),
+        sum(r.pupils_attended for r in known),
     )
 
 

@@ -402,7 +402,8 @@ class DownTrack:
         source = self.source
         if source is None or self._send is None or not self._started:
             return
-        unanswerable = len(lost) > RTX_GAP  # a loss no retransmission mends: broken until a keyframe
+        # A loss no retransmission mends: broken until a keyframe (a still is worth resending whole).
+        unanswerable = len(lost) > RTX_GAP and not self.keyframes_only
         for out_seq in [] if unanswerable else lost:
             seq = (out_seq - self._seq_offset) & 0xFFFF
             if (seq - self._start_seq) & 0xFFFF >= 0x8000:

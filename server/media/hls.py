@@ -7,8 +7,8 @@ once, here, and the audio goes from Opus to AAC (what HLS players take). A keyfr
 segment about every ``SEGMENT_S``. When the teacher publishes again, the new writer appends to the
 same playlist after a discontinuity, so players carry on.
 
-Beside it, the sound alone (``AUDIO_PLAYLIST``: the voice in mono AAC at 32 kbit/s, ~13 MB for a
-45-minute lesson): the rendition a pupil saving data on HLS listens to.
+Beside it, the sound alone (``AUDIO_PLAYLIST``: the voice in mono AAC at 24 kbit/s, ~12 MB for a
+45-minute lesson with the segments' overhead): the rendition a pupil saving data on HLS listens to.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ MAX_INTERLEAVE_US = 500_000
 AAC_FRAME = 1024
 AUDIO_RATE = 48000
 AUDIO_BASE = fractions.Fraction(1, AUDIO_RATE)
-SOUND_ONLY_BITRATE = 32_000  # a teacher's voice, mono
+SOUND_ONLY_BITRATE = 24_000  # a teacher's voice, mono
+SOUND_ONLY_PES_US = 700_000
 
 
 def hls_writer(video_mime: str, audio: bool) -> Callable[[RecordingInfo], Writer]:
@@ -82,13 +83,19 @@ class HlsWriter:
     def close(self) -> None:
         if self.container is None:
             return
-        for stream in (self.video, self.audio):
-            if stream is not None and stream.codec_context.is_encoder:
-                for packet in stream.encode(None):
-                    self.container.mux(packet)
-        self.container.close()
-        if self.sound_only is not None:
-            self.sound_only.close()
+        try:
+            for stream in (self.video, self.audio):
+                if stream is not None and stream.codec_context.is_encoder:
+                    for packet in stream.encode(None):
+                        self.container.mux(packet)
+            self.container.close()
+        finally:
+            if self.sound_only is not None and self.sound_only_audio is not None:
+                try:
+                    for packet in self.sound_only_audio.encode(None):
+                        self.sound_only.mux(packet)
+                finally:
+                    self.sound_only.close()
 
     def _open(self, arrival: float, size: tuple[int, int]) -> None:
         directory = self.info.path.parent
@@ -107,7 +114,12 @@ class HlsWriter:
         if self.with_audio:  # a stream that never gets a packet would hold every picture back
             audio = add_aac(container)
             self.sound_only = av.open(
-                str(directory / AUDIO_PLAYLIST), "w", format="hls", options=hls_options(directory / "aud-%06d.ts")
+                str(directory / AUDIO_PLAYLIST),
+                "w",
+                format="hls",
+                # ~0.7 s of sound per PES packet: one 21 ms AAC frame per 188-byte TS packet would
+                # more than double the bytes of a low-rate voice
+                options={**hls_options(directory / "aud-%06d.ts"), "max_delay": str(SOUND_ONLY_PES_US)},
             )
             self.sound_only_audio = add_aac(self.sound_only, "mono", SOUND_ONLY_BITRATE)
         self.container, self.video, self.audio = container, video, audio

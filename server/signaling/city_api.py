@@ -67,9 +67,9 @@ class InspectRequest(BaseModel):
 @router.post("/api/city/inspect")
 async def inspect(body: InspectRequest, svc: Svc, grant: Caller) -> dict[str, object]:
     """A short-lived inspector's token for ``room`` (巡课: in the class, unseen by it), for an admin
-    whose scope holds the room, or an inspector of that room."""
-    allowed = svc.access.administers(grant, body.room) or (grant.role is Role.INSPECTOR and grant.room == body.room)
-    if not allowed:
+    whose scope holds the room. Only an admin: an inspector minting its own next token would outlive
+    its token and any revocation of it."""
+    if not svc.access.administers(grant, body.room):
         raise svc.access.refuse(grant, f"inspect room {body.room!r}")
     token = issue_token(
         svc.settings.signing_secret,
@@ -104,11 +104,12 @@ async def attendance_report(
     timetable = svc.schedule.timetable
     classes = [c for c in timetable.classes.values() if svc.access.administers(grant, c.id)]
     gate = asyncio.Semaphore(READ_AT_ONCE)
+    live = reports.live_classes(timetable, day)
 
     async def row(school_class: SchoolClass) -> reports.Row:
         async with gate:
             stays = await svc.store.attendance(school_class.id)
-        return reports.class_row(school_class, timetable, stays, day)
+        return reports.class_row(school_class, live, stays, day)
 
     rows = await asyncio.gather(*map(row, classes))
     rows.sort(key=lambda r: (r.school, reports.grade_order(r.grade), r.class_id))

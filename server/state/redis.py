@@ -67,6 +67,8 @@ return 0
 """
 
 
+CITY_FORGET_MS = 3_600_000  # an index entry this long past its node's last summary goes (clocks may differ)
+
 class RedisStore:
     def __init__(
         self, client: Redis, *, prefix: str = "sky", ttl_s: int = 24 * 3600, record_ttl_s: int = 180 * 86400
@@ -245,13 +247,14 @@ class RedisStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(f"{index}:{node}", json.dumps(summaries, separators=(",", ":")), px=ttl_ms)
             pipe.zadd(index, {node: now_ms + ttl_ms})
-            pipe.zremrangebyscore(index, "-inf", now_ms)  # nodes that stopped saving
+            # nodes that stopped saving long ago (whose keys lapsed: reads rely on those, not on clocks)
+            pipe.zremrangebyscore(index, "-inf", now_ms - CITY_FORGET_MS)
             pipe.expire(index, self._ttl_s)
             await pipe.execute()
 
     async def room_summaries(self) -> list[dict[str, Any]]:
         index = f"{self._prefix}:city"
-        nodes = [str(n) for n in await self._redis.zrangebyscore(index, int(time.time() * 1000), "+inf")]
+        nodes = [str(n) for n in await self._redis.zrange(index, 0, -1)]
         if not nodes:
             return []
         values = await self._redis.mget([f"{index}:{node}" for node in nodes])
