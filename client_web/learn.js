@@ -281,7 +281,7 @@ function onJoined(msg) {
   hand.raised = !!msg.hand;
   me.participantId = msg.participant_id;
   chat.selfId = msg.participant_id;
-  useIceServers(msg.ice_servers || [], new URLSearchParams(location.search).get("relay") === "1");
+  useIceServers(msg.ice_servers || []);
   player.joined(msg);
   roomEl.textContent = msg.room;
   nameEl.textContent = msg.name || "";

@@ -14,9 +14,9 @@ const config = { iceServers: [], iceTransportPolicy: "all" };
  * The ICE servers of `joined` (TURN, with this participant's short-lived credentials), and whether
  * the media goes through them only (`?relay=1`: a network where only TURN over TCP/TLS passes).
  * @param {RTCIceServer[]} servers
- * @param {boolean} relayOnly
+ * @param {boolean} [relayOnly] the page's `?relay=1` by default
  */
-export function useIceServers(servers, relayOnly) {
+export function useIceServers(servers, relayOnly = new URLSearchParams(location.search).get("relay") === "1") {
   config.iceServers = servers;
   config.iceTransportPolicy = relayOnly && servers.length ? "relay" : "all";
 }

@@ -146,7 +146,7 @@ function onJoined(msg) {
   broadcast.live = !!msg.live;
   me.participantId = msg.participant_id;
   chat.selfId = msg.participant_id;
-  useIceServers(msg.ice_servers || [], new URLSearchParams(location.search).get("relay") === "1");
+  useIceServers(msg.ice_servers || []);
   roomEl.textContent = msg.room;
   nameEl.textContent = msg.name || "";
   if (msg.role !== "teacher") {

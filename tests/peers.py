@@ -148,3 +148,13 @@ def video_payload_type(pc: RTCPeerConnection) -> int:
 
 
 __all__ = ["SignalingClient", "publish", "subscribe"]
+
+
+async def error_after(client: SignalingClient, message: dict[str, Any], field: str = "code") -> str | None:
+    """The error's ``field`` (its code, or its message) that ``message`` earned, or None; a ping
+    behind it marks where its answer ends."""
+    client.inbox.clear()
+    await client.send(message)
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    return next((m[field] for m in client.inbox if m["type"] == "error"), None)

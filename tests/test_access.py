@@ -24,7 +24,7 @@ from server.tokens import CITY
 
 from .conftest import TEST_SECRET, ServerProcess, free_port, start_server, stop_server
 from .media_files import h264_aac_mp4
-from .peers import SignalingClient
+from .peers import SignalingClient, error_after
 
 ROOM, OTHER = "a1", "b1"  # a class of school A, and one of school B
 TIMETABLE = """\
@@ -86,15 +86,6 @@ async def member(server: ServerProcess, who: str, room: str = ROOM) -> Signaling
     await client.send({"type": "join", "room": room, "token": token(server, who, room), "subscribe": False})
     await client.expect("joined")
     return client
-
-
-async def error_after(client: SignalingClient, message: dict[str, Any]) -> str | None:
-    """The error code ``message`` earned, or None; a ping behind it marks where its answer ends."""
-    client.inbox.clear()
-    await client.send(message)
-    await client.send({"type": "ping"})
-    await client.expect("pong")
-    return next((m["code"] for m in client.inbox if m["type"] == "error"), None)
 
 
 # Callers of the HTTP matrix: anonymous, the room's roles, another room's, each admin scope, a reviewer.

@@ -19,7 +19,7 @@ import pytest
 from redis import Redis
 
 from .conftest import TEST_SECRET, ServerProcess, start_server, stop_server
-from .peers import SignalingClient
+from .peers import SignalingClient, error_after
 
 TIMETABLE = """\
 classes:
@@ -45,15 +45,6 @@ async def member(server: ServerProcess, room: str, role: str, name: str) -> Sign
     await client.send({"type": "join", "room": room, "token": server.token(room, role, name), "subscribe": False})
     await client.expect("joined")
     return client
-
-
-async def error_after(client: SignalingClient, message: dict[str, Any]) -> str | None:
-    """The error ``message`` earned, or None (a ping behind it marks where its answer ends)."""
-    client.inbox.clear()
-    await client.send(message)
-    await client.send({"type": "ping"})
-    await client.expect("pong")
-    return next((m["message"] for m in client.inbox if m["type"] == "error"), None)
 
 
 async def leave(client: SignalingClient) -> None:
@@ -114,9 +105,9 @@ async def test_qoe_reports_are_bounded_and_limited(nodes: list[ServerProcess]) -
         SMOOTH | {"longest_freeze_s": 90, "period_s": 15},
         {"type": "qoe", "fps": 30},
     ):
-        assert "qoe" in (await error_after(wei, nonsense) or ""), nonsense  # bad_message, naming the field
-    assert "only student" in (await error_after(teacher, SMOOTH) or "")  # pupils only
-    answers = [await error_after(wei, FROZEN) for _ in range(4)]  # a burst of 3, then one each 5 s
+        assert "qoe" in (await error_after(wei, nonsense, "message") or ""), nonsense  # bad_message, naming the field
+    assert "only student" in (await error_after(teacher, SMOOTH, "message") or "")  # pupils only
+    answers = [await error_after(wei, FROZEN, "message") for _ in range(4)]  # a burst of 3, then one each 5 s
     assert answers[:3] == [None] * 3 and "a quality report every 5 s" in (answers[3] or "")
     metrics = httpx.get(a.url + "/metrics", timeout=5).text
     assert f'skyclass_qoe_pupils{{grade="",path="direct",room="{room}",school=""}} 1.0' in metrics  # once
