@@ -17,12 +17,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+$(SERVE_STAMP): pyproject.toml server/media/_fanout.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
 # The test extra serves as well: both stamps are current after it.
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml server/media/_fanout.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(SERVE_STAMP)
 

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 _COUNTERS = {
     "packets_in": "RTP packets received from publishers",
     "packets_out": "RTP packets forwarded to subscribers",
+    "native_packets_out": "Of those, packets the native fan-out step sent",
     "bytes_out": "RTP bytes forwarded to subscribers",
     "send_errors": "Retransmissions not sent because the subscriber's transport was not ready",
     "congestion_drops": "Packets dropped because a subscriber's socket was backed up or not connected",

@@ -107,14 +107,20 @@ def stop_server(server: ServerProcess) -> None:
 
 
 @contextlib.contextmanager
-def running_server(*extra: str) -> Iterator[ServerProcess]:
+def running_server(*extra: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """`skyclass serve` in a data directory of its own, stopped on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
-        process = start_server(Path(tmp), *extra)
+        process = start_server(Path(tmp), *extra, env=env)
         try:
             yield process
         finally:
             stop_server(process)
+
+
+@pytest.fixture(params=["python", "native"])
+def forwarding_path(request: pytest.FixtureRequest) -> str:
+    """A forwarding test runs on the Python path and on the native step (tests/forwarding.py)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

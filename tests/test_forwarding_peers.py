@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
 from server.media.ice import use_host_addresses
 from server.media.rtp import vp8_keyframe_start
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, running_server
 from .peers import (
     PatternTrack,
     RtcpLog,
@@ -27,6 +28,20 @@ from .peers import (
 @pytest.fixture(autouse=True)
 def loopback_ice() -> None:
     use_host_addresses(["127.0.0.1"])
+
+
+@pytest.fixture(scope="module", params=["native", "python"])
+def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Each test against a server forwarding with the native step, then with the Python path."""
+    with running_server(env={"SKYCLASS_NATIVE_FANOUT": "1" if request.param == "native" else "0"}) as process:
+        yield process
+
+
+@pytest.fixture(autouse=True)
+def forwarded_by_the_expected_path(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    native_packets = server.metric("skyclass_sfu_native_packets_out_total")
+    assert (native_packets > 0) is (request.node.callspec.params["server"] == "native"), native_packets
 
 
 async def join(server: ServerProcess, room: str, role: str, name: str) -> SignalingClient:

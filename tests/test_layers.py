@@ -6,7 +6,8 @@ from __future__ import annotations
 from server.media.forwarder import DownTrack, UpTrack
 from server.media.layers import HIGH, LOW, STILL, UPGRADE_AFTER_S, LayerChoice
 
-from .test_rtp import DELTA, KEY, Capture, make_pair
+from .forwarding import Capture, capture_for
+from .test_rtp import DELTA, KEY, make_pair
 
 LAYERS = (HIGH, LOW, STILL)
 
@@ -80,18 +81,18 @@ def test_the_rate_of_a_layer_from_its_byte_counter() -> None:
     assert choice.rates[LOW] == 200_000
 
 
-def two_layers() -> tuple[Capture, UpTrack, UpTrack, DownTrack]:
+def two_layers(forwarding_path: str) -> tuple[Capture, UpTrack, UpTrack, DownTrack]:
     """A subscriber on the high layer, which has sent a keyframe; the low layer beside it."""
-    capture = Capture()
+    capture = capture_for(forwarding_path)
     high, down = make_pair(capture)
-    low, _ = make_pair(Capture())
+    low, _ = make_pair(capture_for(forwarding_path))
     high.add(down)
     high.on_packet(10, 0, True, KEY, ssrc=1)
     return capture, high, low, down
 
 
-async def test_a_switch_happens_at_the_new_layers_keyframe_and_the_stream_goes_on() -> None:
-    capture, high, low, down = two_layers()
+async def test_a_switch_happens_at_the_new_layers_keyframe_and_the_stream_goes_on(forwarding_path: str) -> None:
+    capture, high, low, down = two_layers(forwarding_path)
     high.on_packet(11, 3000, True, DELTA, ssrc=1)
     low.adopt(down)  # asked for: the high layer goes on until the low layer's keyframe
     low.on_packet(500, 77_000, True, DELTA, ssrc=2)
@@ -108,8 +109,8 @@ async def test_a_switch_happens_at_the_new_layers_keyframe_and_the_stream_goes_o
     assert stamps[4] - stamps[3] == 3000  # the low layer's own timing, continued
 
 
-async def test_still_pictures_forward_keyframes_only_without_a_sequence_gap() -> None:
-    capture = Capture()
+async def test_still_pictures_forward_keyframes_only_without_a_sequence_gap(forwarding_path: str) -> None:
+    capture = capture_for(forwarding_path)
     up, down = make_pair(capture)
     up.add(down)
     down.keyframes_only = True
@@ -123,8 +124,8 @@ async def test_still_pictures_forward_keyframes_only_without_a_sequence_gap() ->
     assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1]
 
 
-async def test_a_switch_taken_back_before_the_keyframe_never_happens() -> None:
-    capture, high, low, down = two_layers()
+async def test_a_switch_taken_back_before_the_keyframe_never_happens(forwarding_path: str) -> None:
+    capture, high, low, down = two_layers(forwarding_path)
     low.adopt(down)
     low.unadopt(down)  # the link recovered before the low layer's keyframe came
     low.on_packet(500, 77_000, True, KEY, ssrc=2)

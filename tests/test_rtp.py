@@ -9,7 +9,9 @@ import pytest
 
 from server.media.forwarder import DownTrack, ForwardingStats, UpTrack
 from server.media.keyframes import KeyframeRequests
-from server.media.rtp import RTP_HEADER, h264_keyframe_start, seq_newer, vp8_keyframe_start
+from server.media.rtp import h264_keyframe_start, seq_newer, vp8_keyframe_start
+
+from .forwarding import Capture, capture_for
 
 
 def vp8(descriptor: bytes, first_payload_byte: int) -> bytes:
@@ -79,16 +81,6 @@ def test_keyframe_seen_cancels_a_held_request() -> None:
     assert not requests.poll(1.0)
 
 
-class Capture:
-    def __init__(self) -> None:
-        self.packets: list[tuple[int, int, int, int, int, bytes]] = []
-
-    def __call__(self, data: bytes) -> bool:
-        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
-        self.packets.append((second >> 7, second & 0x7F, seq, ts, ssrc, data[RTP_HEADER.size :]))
-        return True
-
-
 def make_pair(capture: Capture) -> tuple[UpTrack, DownTrack]:
     async def no_upstream(ssrc: int) -> None:
         return None
@@ -96,7 +88,7 @@ def make_pair(capture: Capture) -> tuple[UpTrack, DownTrack]:
     stats = ForwardingStats()
     up = UpTrack("video", "video/VP8", 90000, stats, no_upstream, 0.5)
     down = DownTrack("video", stats)
-    down.configure(ssrc=0xABCDEF01, payload_type=96, rtx_ssrc=0x1234, rtx_payload_type=97, send=capture)
+    capture.attach(down, ssrc=0xABCDEF01, payload_type=96, rtx=(0x1234, 97))
     return up, down
 
 
@@ -104,8 +96,8 @@ KEY = b"\x10\x00" + b"k" * 20
 DELTA = b"\x10\x01" + b"d" * 20
 
 
-async def test_downtrack_starts_at_a_keyframe_and_rewrites_headers() -> None:
-    capture = Capture()
+async def test_downtrack_starts_at_a_keyframe_and_rewrites_headers(forwarding_path: str) -> None:
+    capture = capture_for(forwarding_path)
     up, down = make_pair(capture)
     up.add(down)
     up.on_packet(0xFFFE, 1000, True, DELTA, ssrc=42)  # before any keyframe: held back
@@ -120,10 +112,11 @@ async def test_downtrack_starts_at_a_keyframe_and_rewrites_headers() -> None:
     assert {p[1] for p in capture.packets} == {96}
     assert [p[0] for p in capture.packets] == [0, 1, 1]
     assert capture.packets[0][5] == KEY
+    assert down.is_native is (forwarding_path == "native")  # the native step forwards from the second packet on
 
 
-async def test_nack_is_answered_from_history_as_rtx() -> None:
-    capture = Capture()
+async def test_nack_is_answered_from_history_as_rtx(forwarding_path: str) -> None:
+    capture = capture_for(forwarding_path)
     up, down = make_pair(capture)
     up.add(down)
     for i in range(5):
@@ -138,14 +131,14 @@ async def test_nack_is_answered_from_history_as_rtx() -> None:
     assert down.stats.retransmits == 1
 
 
-async def test_a_new_source_continues_the_sequence() -> None:
-    capture = Capture()
+async def test_a_new_source_continues_the_sequence(forwarding_path: str) -> None:
+    capture = capture_for(forwarding_path)
     up, down = make_pair(capture)
     up.add(down)
     up.on_packet(500, 90000, True, KEY, ssrc=1)
     up.on_packet(501, 93000, True, DELTA, ssrc=1)
     up.close()
-    second, _ = make_pair(Capture())
+    second, _ = make_pair(capture_for(forwarding_path))
     second.add(down)
     await asyncio.sleep(0.01)
     second.on_packet(7, 5, True, KEY, ssrc=2)
@@ -154,16 +147,16 @@ async def test_a_new_source_continues_the_sequence() -> None:
     assert 0 < (capture.packets[2][3] - capture.packets[1][3]) & 0xFFFFFFFF < 90000
 
 
-async def test_a_joiner_starts_from_the_kept_picture_group_without_asking_upstream() -> None:
-    capture = Capture()
-    up, first = make_pair(Capture())
+async def test_a_joiner_starts_from_the_kept_picture_group_without_asking_upstream(forwarding_path: str) -> None:
+    capture = capture_for(forwarding_path)
+    up, first = make_pair(capture_for(forwarding_path))
     up.add(first)  # nothing kept yet: asks upstream
     up.on_packet(10, 0, False, KEY, ssrc=42)
     up.on_packet(11, 0, True, b"\x00tail", ssrc=42)
     up.on_packet(12, 3000, True, DELTA, ssrc=42)
     requests = up.stats.keyframe_requests_in
     joiner = DownTrack("video", up.stats)
-    joiner.configure(ssrc=7, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=capture)
+    capture.attach(joiner, ssrc=7, payload_type=96)
     up.add(joiner)
     assert [p[5] for p in capture.packets] == [KEY, b"\x00tail", DELTA]  # at once, from the keyframe
     assert up.stats.keyframe_requests_in == requests
@@ -173,51 +166,52 @@ async def test_a_joiner_starts_from_the_kept_picture_group_without_asking_upstre
     assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1, 1]
 
 
-async def test_a_picture_group_too_long_is_not_kept() -> None:
+async def test_a_picture_group_too_long_is_not_kept(forwarding_path: str) -> None:
     from server.media.forwarder import GOP_LIMIT
 
-    up, _ = make_pair(Capture())
+    up, _ = make_pair(capture_for(forwarding_path))
     up.on_packet(0, 0, True, KEY, ssrc=42)
     for i in range(1, GOP_LIMIT + 1):
         up.on_packet(i, i * 3000, True, DELTA, ssrc=42)
-    capture = Capture()
+    capture = capture_for(forwarding_path)
     joiner = DownTrack("video", up.stats)
-    joiner.configure(ssrc=7, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=capture)
+    capture.attach(joiner, ssrc=7, payload_type=96)
     up.add(joiner)
     assert capture.packets == []
     assert up.stats.keyframe_requests_in == 1
 
 
-async def test_a_congested_subscriber_drops_until_the_next_keyframe() -> None:
-    accepted = Capture()
-    full = [False]
-
-    def send(data: bytes) -> bool:
-        return False if full[0] else accepted(data)
-
-    up, down = make_pair(Capture())
-    down.configure(ssrc=1, payload_type=96, rtx_ssrc=None, rtx_payload_type=None, send=send)
+async def test_a_congested_subscriber_drops_until_the_next_keyframe(forwarding_path: str) -> None:
+    accepted = capture_for(forwarding_path)
+    up, down = make_pair(accepted)
     up.add(down)
     up.on_packet(0, 0, True, KEY, ssrc=42)
-    full[0] = True
-    up.on_packet(1, 3000, True, DELTA, ssrc=42)
-    full[0] = False
-    up.on_packet(2, 6000, True, DELTA, ssrc=42)  # decodable only with packet 1: skipped
-    up.on_packet(3, 9000, True, KEY, ssrc=42)
-    assert [p[5] for p in accepted.packets] == [KEY, KEY]
+    up.on_packet(1, 3000, True, DELTA, ssrc=42)  # on the native path from here on
+    accepted.full(True)
+    up.on_packet(2, 6000, True, DELTA, ssrc=42)
+    accepted.full(False)
+    up.on_packet(3, 9000, True, DELTA, ssrc=42)  # decodable only with packet 2: skipped
+    up.on_packet(4, 12000, True, KEY, ssrc=42)
+    up.on_packet(5, 15000, True, DELTA, ssrc=42)
+    assert [p[5] for p in accepted.packets] == [KEY, DELTA, KEY, DELTA]
+    seqs = [p[2] for p in accepted.packets]
+    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 3, 1]  # the subscriber sees the gap
     assert up.stats.congestion_drops == 1
     assert up.stats.keyframe_requests_in == 2  # the join and the congestion
 
 
-async def test_a_long_lesson_keeps_flowing_past_the_sequence_number_space() -> None:
+async def test_a_long_lesson_keeps_flowing_past_the_sequence_number_space(forwarding_path: str) -> None:
     """More than 65,536 packets: the subscriber's floor moves along with the stream."""
-    capture = Capture()
+    capture = capture_for(forwarding_path)
     up, down = make_pair(capture)
     up.add(down)
     up.on_packet(1000, 0, True, KEY, ssrc=42)
     for i in range(1, 70_000):
         up.on_packet((1000 + i) & 0xFFFF, i * 3000, True, DELTA, ssrc=42)
+        if i % 8 == 0:
+            capture.packets  # noqa: B018 - read before a socket pair's queue fills
     assert len(capture.packets) == 70_000
+    assert up.stats.congestion_drops == 0 and down.is_native is (forwarding_path == "native")
     up.on_packet((1000 + 69_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # a late retransmission: still in the window
     up.on_packet((1000 + 30_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # far older: dropped
     assert len(capture.packets) == 70_001

@@ -3,7 +3,10 @@
 An ``UpTrack`` receives one published track's packets; each subscriber has a ``DownTrack`` that
 rewrites SSRC, payload type, sequence number and timestamp for its own peer connection and sends.
 Everything on the packet path is synchronous and allocation-light: it runs once per packet per
-subscriber.
+subscriber. Where the native fan-out step is built (server/media/native.py), a started subscriber
+that sends straight from a UDP socket moves into its track's native ``Fanout``, which does the same
+rewrite, SRTP and send for all of them in one call; the Python path here keeps the rest (starting
+at a keyframe, still pictures, a full socket until the next keyframe, TURN, relays to other nodes).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from . import native
 from .keyframes import KeyframeRequests
 from .rtp import RTP_HEADER, RTP_VERSION_BYTE, RTX_OSN, build_packet, keyframe_detector, seq_newer
 
@@ -45,6 +49,7 @@ class ForwardingStats:
 
     packets_in: int = 0
     packets_out: int = 0
+    native_packets_out: int = 0
     bytes_out: int = 0
     send_errors: int = 0
     congestion_drops: int = 0
@@ -94,6 +99,10 @@ class UpTrack:
         # publisher. None until a keyframe is seen, and once the picture group outgrows GOP_LIMIT.
         self._gop: list[Packet] | None = None
         self._fanout: tuple[DownTrack, ...] = ()
+        self._python: tuple[DownTrack, ...] = ()  # those of _fanout the native step does not feed
+        self._native: native.Fanout | None = None
+        self._natives: dict[native.Endpoint, DownTrack] = {}
+        self._promoted: list[DownTrack] = []  # started since the last packet: native from the next one
         self._adopting: tuple[DownTrack, ...] = ()  # switching here from another layer at our next keyframe
         self.bytes_in = 0
         # Other consumers of every packet (a recorder): each must only queue, never block.
@@ -108,6 +117,7 @@ class UpTrack:
         """Start feeding ``down``: at once from the kept picture group, else after a fresh keyframe."""
         if down not in self._fanout:
             self._fanout = (*self._fanout, down)
+            self._python = (*self._python, down)
         down.source = self
         if self._is_keyframe is None:
             return
@@ -134,8 +144,49 @@ class UpTrack:
         self._adopting = tuple(d for d in self._adopting if d is not down)
 
     def remove(self, down: DownTrack) -> None:
+        down.leave_native()
         self._fanout = tuple(d for d in self._fanout if d is not down)
+        self._python = tuple(d for d in self._python if d is not down)
         self.unadopt(down)
+
+    # The native step ------------------------------------------------------------------------------
+
+    def promote(self, down: DownTrack) -> None:
+        """``down`` has started and sends natively: the native step feeds it from the next packet."""
+        if not self._promoted or self._promoted[-1] is not down:  # a picture group replayed asks for each packet
+            self._promoted.append(down)
+
+    def _take_promoted(self) -> None:
+        for down in self._promoted:
+            endpoint = down.endpoint
+            if down.source is not self or endpoint is None or not down.wants_native():
+                continue
+            if self._native is None:
+                self._native = native.fanout()
+                if self._native is None:
+                    return
+            down.hand_over(endpoint)
+            self._native.add(endpoint)
+            self._natives[endpoint] = down
+        self._promoted.clear()
+        self._python = tuple(d for d in self._fanout if not d.is_native)
+
+    def _take_dropped(self, fanout: native.Fanout) -> None:
+        """Subscribers whose socket was full: back to the Python path, waiting for a keyframe."""
+        for endpoint in fanout.take_dropped():
+            down = self._natives.pop(endpoint, None)
+            if down is not None:
+                down.take_back()
+                down._congested()
+        self._python = tuple(d for d in self._fanout if not d.is_native)
+
+    def release(self, down: DownTrack, endpoint: native.Endpoint) -> None:
+        """``down`` leaves the native step (it stopped, moved, or went to still pictures)."""
+        if self._native is not None:
+            self._native.remove(endpoint)
+        self._natives.pop(endpoint, None)
+        if down in self._fanout and down not in self._python:
+            self._python = (*self._python, down)
 
     def _take_over(self) -> None:
         for down in self._adopting:
@@ -145,6 +196,7 @@ class UpTrack:
                 down.detach()  # the stream goes on where the old layer left it
             if down not in self._fanout:
                 self._fanout = (*self._fanout, down)
+                self._python = (*self._python, down)
             down.source = self
         self._adopting = ()
 
@@ -174,8 +226,18 @@ class UpTrack:
             self.last_seq = seq
             self.last_ts = ts
             self.last_arrival = time.monotonic()
-        for down in self._fanout:
+        fanout = self._native
+        if fanout is not None and fanout.size:
+            sent = fanout.forward(seq, ts, marker, payload)
+            self.stats.packets_out += sent
+            self.stats.native_packets_out += sent
+            self.stats.bytes_out += sent * (RTP_HEADER.size + len(payload))
+            if fanout.has_dropped:
+                self._take_dropped(fanout)
+        for down in self._python:
             down.forward(seq, ts, marker, payload, keyframe)
+        if self._promoted:
+            self._take_promoted()
         for tap in self.taps:
             tap(seq, ts, marker, payload, keyframe)
 
@@ -219,6 +281,7 @@ class UpTrack:
         for down in self._fanout:
             down.detach()
             down.source = self
+        self._python = self._fanout
         self.last_seq = None
         self._gop = None
         if self._history:
@@ -230,7 +293,10 @@ class UpTrack:
             self._keyframe_timer.cancel()
         for down in self._fanout:
             down.detach()
-        self._fanout = self._adopting = ()
+        self._fanout = self._adopting = self._python = ()
+        if self._native is not None:
+            self._native.clear()
+        self._natives.clear()
         self._gop = None
 
 
@@ -253,12 +319,14 @@ class DownTrack:
         "_ts_offset",
         "_rtx_seq",
         "_resume",
-        "packets_sent",
-        "octets_sent",
+        "_packets_sent",
+        "_octets_sent",
+        "endpoint",
+        "is_native",
         "fraction_lost",
         "reported",
         "bitrate_estimate",
-        "keyframes_only",
+        "_keyframes_only",
         "_keyframe_ts",
         "_rtx_window",
         "on_report",
@@ -281,26 +349,83 @@ class DownTrack:
         self._rtx_seq = random.getrandbits(15)
         # (last sequence number, last timestamp, monotonic time) sent before a source change
         self._resume: tuple[int, int, float] | None = None
-        self.packets_sent = 0
-        self.octets_sent = 0
+        self._packets_sent = 0  # by the Python path; the native step counts its own
+        self._octets_sent = 0
+        self.endpoint: native.Endpoint | None = None  # where the native step can send for us
+        self.is_native = False  # in the source's native Fanout: it forwards, and owns _start_seq
         self.fraction_lost = 0  # of 256, from the subscriber's latest receiver report
         self.reported = (0, 0)  # (packets lost in all, highest sequence number) from the same report
         self.bitrate_estimate: int | None = None  # bits/s, from the subscriber's REMB
         # Still pictures: only keyframes go out (a link too weak for the lowest layer keeps its audio)
-        self.keyframes_only = False
+        self._keyframes_only = False
         self._keyframe_ts: int | None = None
         self._rtx_window = (0.0, 0, 0)  # (start, packets sent before it, retransmissions in it)
         self.on_report: Callable[[], None] | None = None  # a receiver report came
 
     def configure(
-        self, *, ssrc: int, payload_type: int, rtx_ssrc: int | None, rtx_payload_type: int | None, send: SendRtp
+        self,
+        *,
+        ssrc: int,
+        payload_type: int,
+        rtx_ssrc: int | None,
+        rtx_payload_type: int | None,
+        send: SendRtp,
+        endpoint: native.Endpoint | None = None,
     ) -> None:
-        """Called once the subscriber's connection has negotiated its parameters."""
+        """Called once the subscriber's connection has negotiated its parameters (``endpoint``:
+        the same subscriber's native sender, when it has one)."""
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.rtx_ssrc = rtx_ssrc
         self.rtx_payload_type = rtx_payload_type
         self._send = send
+        self.endpoint = endpoint
+
+    @property
+    def packets_sent(self) -> int:
+        return self._packets_sent + (self.endpoint.packets if self.endpoint is not None else 0)
+
+    @property
+    def octets_sent(self) -> int:
+        return self._octets_sent + (self.endpoint.octets if self.endpoint is not None else 0)
+
+    @property
+    def keyframes_only(self) -> bool:
+        return self._keyframes_only
+
+    @keyframes_only.setter
+    def keyframes_only(self, on: bool) -> None:
+        if on:
+            self.leave_native()
+        self._keyframes_only = on
+
+    def wants_native(self) -> bool:
+        return self._started and not self._waiting_keyframe and not self._keyframes_only
+
+    def hand_over(self, endpoint: native.Endpoint) -> None:
+        """The native step forwards for us from now on, with our rewrite."""
+        endpoint.seq_offset = self._seq_offset
+        endpoint.ts_offset = self._ts_offset
+        endpoint.start_seq = self._start_seq
+        self.is_native = True
+
+    def take_back(self) -> None:
+        """The Python path forwards again, from where the native step left the floor."""
+        if self.is_native and self.endpoint is not None:
+            self._start_seq = self.endpoint.start_seq
+        self.is_native = False
+
+    def leave_native(self) -> None:
+        if self.is_native and self.endpoint is not None:
+            self.take_back()
+            if self.source is not None:
+                self.source.release(self, self.endpoint)
+
+    def close(self) -> None:
+        """The subscriber's connection is gone: let go of its socket."""
+        self.leave_native()
+        if self.endpoint is not None:
+            self.endpoint.close()
 
     @property
     def ready(self) -> bool:
@@ -322,7 +447,7 @@ class DownTrack:
                 if not keyframe:
                     return
                 self._waiting_keyframe = False
-        if self.keyframes_only and not self._in_keyframe(ts, keyframe):
+        if self._keyframes_only and not self._in_keyframe(ts, keyframe):
             self._seq_offset = (self._seq_offset - 1) & 0xFFFF  # the subscriber sees no gap to NACK
             self.stats.still_skipped += 1
             return
@@ -339,10 +464,12 @@ class DownTrack:
         if not self._send(data):  # type: ignore[misc]
             self._congested()
             return
-        self.packets_sent += 1
-        self.octets_sent += len(payload)
+        self._packets_sent += 1
+        self._octets_sent += len(payload)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
+        if self.endpoint is not None and not self.is_native and not self._keyframes_only and self.source is not None:
+            self.source.promote(self)
 
     def _in_keyframe(self, ts: int, keyframe: bool) -> bool:
         """Whether a packet belongs to a keyframe (only its first packet says so; the rest share its timestamp)."""
@@ -375,6 +502,7 @@ class DownTrack:
 
     def detach(self) -> None:
         """The source is gone: remember where the stream stood so the next one continues it."""
+        self.leave_native()
         source = self.source
         if source is not None and self._started and source.last_seq is not None:
             self._resume = (
@@ -404,9 +532,10 @@ class DownTrack:
             return
         # A loss no retransmission mends: broken until a keyframe (a still is worth resending whole).
         unanswerable = len(lost) > RTX_GAP and not self.keyframes_only
+        start_seq = self.endpoint.start_seq if self.is_native and self.endpoint is not None else self._start_seq
         for out_seq in [] if unanswerable else lost:
             seq = (out_seq - self._seq_offset) & 0xFFFF
-            if (seq - self._start_seq) & 0xFFFF >= 0x8000:
+            if (seq - start_seq) & 0xFFFF >= 0x8000:
                 continue
             entry = source.lookup(seq)
             if entry is None or ((source.last_ts - entry[1]) & 0xFFFFFFFF) > RTX_MAX_AGE_S * source.clock_rate:

@@ -6,7 +6,9 @@ aiortc decodes every received track and encodes every sent one. An SFU must do n
   the jitter buffer and decoder (whose thread idles until the connection closes);
 - a subscriber's ``RTCRtpSender`` is given a track that never yields (so it never encodes), its
   negotiated parameters are handed to our ``DownTrack``, RTCP from the subscriber goes to the
-  ``DownTrack``, and its sender reports are ours (they carry the publisher's clock, for lip sync).
+  ``DownTrack``, and its sender reports are ours (they carry the publisher's clock, for lip sync);
+- the native fan-out step sends with aiortc's SRTP context (pylibsrtp's ``srtp_t`` and its
+  ``srtp_protect``, as addresses) on the socket of the ICE pair aioice nominated.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from aiortc.rtp import (
     unpack_remb_fci,
     unwrap_rtx,
 )
+from pylibsrtp import _binding as libsrtp
 
+from . import native
 from .forwarder import DownTrack, ForwardingStats, SenderReport, UpTrack
 
 
@@ -171,12 +175,14 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
         payload_type = codecs[0].payloadType
         if payload_type is None:
             raise ValueError("The negotiated codec has no payload type")
+        endpoint = native_endpoint(sender.transport, sender._ssrc, payload_type)
         downtrack.configure(
             ssrc=sender._ssrc,
             payload_type=payload_type,
             rtx_ssrc=sender._rtx_ssrc if rtx is not None else None,
             rtx_payload_type=rtx.payloadType if rtx is not None else None,
-            send=rtp_sender(sender.transport),
+            send=endpoint.send if endpoint is not None else rtp_sender(sender.transport),
+            endpoint=endpoint,
         )
         if parameters.rtcp.cname:
             cname.append(parameters.rtcp.cname)
@@ -245,6 +251,38 @@ def rtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
         return True
 
     return send
+
+
+def srtp_addresses(session: Any) -> tuple[int, int]:
+    """(the ``srtp_t`` of a pylibsrtp ``Session``, ``srtp_protect``) as addresses, for the native step."""
+    ffi, lib = libsrtp.ffi, libsrtp.lib
+    return int(ffi.cast("uintptr_t", session._srtp[0])), int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+
+
+def native_endpoint(dtls: RTCDtlsTransport, ssrc: int, payload_type: int) -> native.Endpoint | None:
+    """A native sender for one track of a subscriber whose ICE pair sends straight from a UDP
+    socket; None through TURN (aioice wraps those sends) or without the native step."""
+    if not native.enabled() or dtls._tx_srtp is None:
+        return None
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.local_candidate.type == "relay":
+        return None
+    sock = pair.protocol.transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    session = dtls._tx_srtp
+    host, port = pair.remote_addr[:2]
+    context, protect = srtp_addresses(session)
+    return native.endpoint(
+        context=context,
+        protect=protect,
+        keepalive=session,
+        fd=sock.fileno(),
+        host=host,
+        port=port,
+        ssrc=ssrc,
+        payload_type=payload_type,
+    )
 
 
 async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, cname: str | None) -> None:

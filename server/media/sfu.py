@@ -21,6 +21,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpS
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
+from . import native
 from .forwarder import DownTrack, ForwardingStats, UpTrack
 from .hls import hls_writer
 from .interfaces import SLOTS, TRACK_NAMES, Kind, OnFailed, OnQuality, PeerId, SdpError, Slot, SourceRole
@@ -217,6 +218,8 @@ class Subscription(Peer):
         if self._stills is not None:
             self._stills.cancel()
         self.detach()
+        for down in self.downtracks.values():
+            down.close()
         await super().close()
 
 
@@ -226,6 +229,7 @@ class Sfu:
     def __init__(self, *, video_codec: str = "VP8", keyframe_interval_s: float = 0.5) -> None:
         self.stats = ForwardingStats()
         count_decoded_frames(self.stats)
+        log.info(native.describe())
         self.keyframe_interval_s = keyframe_interval_s
         self._codecs: dict[Kind, list[RTCRtpCodecCapability]] = {
             "audio": _capabilities("audio", "audio/opus"),
