@@ -3,14 +3,20 @@
     python -m loadtest.fanout --subscribers 200 --duration 30
 
 Targets, measured one after the other in the same run:
-- ``ours``: ``skyclass serve``, forwarding RTP without decoding;
+- ``ours``: ``skyclass serve``, forwarding RTP without decoding, with the native fan-out step;
+- ``ours-python``: the same on its Python path (``SKYCLASS_NATIVE_FANOUT=0``);
 - ``relay``: aiortc's MediaRelay, decoding once and encoding per subscriber (the slow path);
 - ``janus``: Janus VideoRoom from Debian's ``janus`` package (see loadtest/baselines/janus.py).
 
 The publisher replays a pre-encoded H.264 640x360 15 fps ~1.1 Mbit/s stream plus Opus. Subscribers
-are aiortc peers in separate processes that count packets, frames, losses and freezes without
-decoding. The server's CPU and memory are read from /proc. Ratios, not absolute times, are the
-result: the machine is shared and noisy.
+are aiortc peers in separate processes that count packets, frames, losses and freezes from the RTP
+header without decrypting or decoding. The server's CPU and memory are read from /proc. Ratios, not
+absolute times, are the result: the machine is shared and noisy.
+
+A row is a result only when the load generator kept up: every subscriber got video, the subscriber
+processes stayed under GENERATOR_LIMIT of a core each, the subscribers received what the server says
+it sent (ours) and lost no more than MAX_LOSS, and every subscriber saw the publisher's frame rate.
+Otherwise the row says what went wrong and no ratio is computed from it.
 """
 
 from __future__ import annotations
@@ -31,10 +37,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .media import ClipTrack, cached_clip
+import httpx
+
+from .media import FPS, ClipTrack, cached_clip
 
 ROOM = "fanout"
 READY_TIMEOUT_S = 120
+GENERATOR_LIMIT = 0.85  # of a core per subscriber process: beyond it, they measure themselves
+MAX_LOSS = 0.005
+MIN_FPS = 0.9 * FPS
 
 
 # Server side ---------------------------------------------------------------------------------------
@@ -101,13 +112,35 @@ class Target:
             self.process.kill()
 
 
-def start_ours(workdir: Path) -> Target:
+def start_ours(workdir: Path, native: bool = True) -> Target:
     port, secret = free_port(), secrets.token_urlsafe(32)
-    env = {**os.environ, "SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(workdir), "SKYCLASS_VIDEO_CODEC": "H264"}
+    env = {
+        **os.environ,
+        "SKYCLASS_SECRET": secret,
+        "SKYCLASS_DATA_DIR": str(workdir),
+        "SKYCLASS_VIDEO_CODEC": "H264",
+        "SKYCLASS_NATIVE_FANOUT": "1" if native else "0",
+    }
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1"]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL)
     wait_for_port(port, process)
-    return Target("ours", process, f"ws://127.0.0.1:{port}/ws", secret)
+    name = "ours (native)" if native else "ours (Python path)"
+    return Target(name, process, f"ws://127.0.0.1:{port}/ws", secret)
+
+
+def start_ours_python(workdir: Path) -> Target:
+    return start_ours(workdir, native=False)
+
+
+def packets_sent(target: Target) -> float | None:
+    """What the server says it sent to subscribers (ours only: others have no such counter)."""
+    if not target.name.startswith("ours"):
+        return None
+    url = target.url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line.startswith("skyclass_sfu_packets_out_total "):
+            return float(line.split()[1])
+    return None
 
 
 def start_relay(workdir: Path) -> Target:
@@ -158,7 +191,7 @@ async def _subscribers(connect: Subscriber, url: str, tokens: list[str], conn: C
         async with limit:
             pc, client = await connect(url, token)
             clients.append((client, pc))
-            probes.append(RtpProbe(pc))
+            probes.append(RtpProbe(pc, decrypt=False))
 
     await asyncio.gather(*(one(t) for t in tokens))
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -172,12 +205,15 @@ async def _subscribers(connect: Subscriber, url: str, tokens: list[str], conn: C
         message: str = await loop.run_in_executor(None, conn.recv)
         return message
 
+    started = (0.0, 0.0)
     while (order := await command()) != "stop":
         if order == "measure":
             for probe in probes:
                 probe.reset_window()
+            started = (time.process_time(), time.monotonic())
         elif order == "report":
-            conn.send(("report", [_summary(p) for p in probes]))
+            cpu_share = (time.process_time() - started[0]) / (time.monotonic() - started[1])
+            conn.send(("report", [_summary(p) for p in probes], cpu_share))
     for client, pc in clients:
         await pc.close()
         await client.close()
@@ -210,6 +246,25 @@ class Result:
     system_share: float  # of cpu_s, the part spent in the kernel (mostly sending datagrams)
     rss_per_subscriber: float
     reports: list[dict[str, float]] = field(default_factory=list)
+    generator_cpu_share: float = 0.0  # the busiest subscriber process, of one core
+    server_sent: float | None = None  # packets the server counted out over the window (ours)
+
+    @property
+    def verdict(self) -> str:
+        """Empty when the row is a measurement of the server; else why it is not."""
+        if not self.packets:
+            return "nothing arrived: the publisher is not flowing"
+        if self.ready < self.subscribers:
+            return f"only {self.ready} of {self.subscribers} subscribers got video"
+        if self.generator_cpu_share > GENERATOR_LIMIT:
+            return f"a subscriber process used {self.generator_cpu_share:.0%} of a core: the generator is the limit"
+        if self.server_sent is not None and self.packets < (1 - MAX_LOSS) * self.server_sent:
+            return f"subscribers received {self.packets:.0f} of the {self.server_sent:.0f} packets the server sent"
+        if self.loss > MAX_LOSS:
+            return f"{self.loss:.1%} of packets lost"
+        if min(self.fps, default=0.0) < MIN_FPS:
+            return f"a subscriber saw {min(self.fps):.1f} fps of the publisher's {FPS}"
+        return ""
 
     @property
     def packets(self) -> float:
@@ -279,7 +334,7 @@ async def run_target(
             rss_after = rss_bytes(target.pid)
             for pipe in pipes:
                 pipe.send("measure")
-            cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
+            cpu0, t0, sent0 = cpu_seconds(target.pid), time.monotonic(), packets_sent(target)
             while (left := t0 + duration - time.monotonic()) > 0:  # memory over the lesson, for leaks
                 await asyncio.sleep(min(left, rss_every))
                 elapsed = time.monotonic() - t0
@@ -287,12 +342,15 @@ async def run_target(
                     f"    {target.name}: {elapsed:6.0f} s, server RSS {rss_bytes(target.pid) / 2**20:7.1f} MB",
                     flush=True,
                 )
-            cpu1, t1 = cpu_seconds(target.pid), time.monotonic()
+            cpu1, t1, sent1 = cpu_seconds(target.pid), time.monotonic(), packets_sent(target)
             for pipe in pipes:
                 pipe.send("report")
             reports: list[dict[str, float]] = []
+            generator = 0.0
             for pipe in pipes:
-                reports += (await loop.run_in_executor(None, pipe.recv))[1]
+                _, summaries, cpu_share = await loop.run_in_executor(None, pipe.recv)
+                reports += summaries
+                generator = max(generator, cpu_share)
             for pipe in pipes:
                 pipe.send("stop")
             for process in processes:
@@ -307,6 +365,8 @@ async def run_target(
                 system / (user + system) if user + system else 0.0,
                 (rss_after - rss_before) / subscribers,
                 reports,
+                generator,
+                sent1 - sent0 if sent0 is not None and sent1 is not None else None,
             )
         finally:
             for process in processes:
@@ -340,7 +400,7 @@ class _Closing:
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'target':<22}{'subs':>5}{'ready':>6}{'CPU-s/sub-min':>15}{'us/packet':>11}{'packets/s':>11}"
-        f"{'kernel':>8}{'fps min/mean':>14}{'loss':>8}{'freezes':>9}{'gap max':>9}{'MB/sub':>8}"
+        f"{'kernel':>8}{'fps min/mean':>14}{'loss':>8}{'freezes':>9}{'gap max':>9}{'MB/sub':>8}{'gen':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -351,16 +411,21 @@ def print_table(results: list[Result]) -> None:
             f"{r.us_per_packet:>11.1f}{r.packets_per_s:>11.0f}{r.system_share:>8.0%}"
             f"{min(fps):>7.1f}/{sum(fps) / len(fps):<6.1f}"
             f"{r.loss:>8.2%}{r.freezes:>9}{r.longest_gap_s:>8.2f}s{r.rss_per_subscriber / 2**20:>8.2f}"
+            f"{r.generator_cpu_share:>6.0%}"
         )
-    ours = next((r for r in results if r.target.split(" ")[0] == "ours"), None)
-    if ours is None:
-        return
     print()
-    for other in results:  # every row, so both Janus configurations get a ratio
-        if other is ours:
-            continue
-        name, ratio = other.target, other.cpu_per_subscriber_minute / ours.cpu_per_subscriber_minute
-        print(f"CPU per subscriber: {name} / ours = {ratio:.2f}  (ours / {name} = {1 / ratio:.3f})")
+    for r in results:
+        if r.verdict:
+            print(f"NOT A RESULT: {r.target}: {r.verdict}")
+    valid = [r for r in results if not r.verdict]
+    ours = [r for r in valid if r.target.startswith("ours")]
+    for mine in ours:
+        for other in (r for r in valid if not r.target.startswith("ours")):  # both Janus configurations
+            ratio = mine.cpu_per_subscriber_minute / other.cpu_per_subscriber_minute
+            print(f"CPU per subscriber-minute: {mine.target} / {other.target} = {ratio:.3f}")
+    if len(ours) == 2:
+        ratio = ours[0].cpu_per_subscriber_minute / ours[1].cpu_per_subscriber_minute
+        print(f"CPU per subscriber-minute: {ours[0].target} / {ours[1].target} = {ratio:.3f}")
 
 
 def main() -> None:
@@ -369,13 +434,16 @@ def main() -> None:
     parser.add_argument("--relay-subscribers", type=int, default=4, help="subscribers for the MediaRelay path")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
     parser.add_argument("--workers", type=int, default=2, help="subscriber processes")
-    parser.add_argument("--targets", default="ours,relay,janus", help="comma-separated: ours, relay, janus")
+    parser.add_argument(
+        "--targets", default="ours,ours-python,relay,janus", help="comma-separated: ours, ours-python, relay, janus"
+    )
     parser.add_argument("--rss-every", type=float, default=60.0, help="print the server's memory this often (s)")
     args = parser.parse_args()
 
     cached_clip("video"), cached_clip("audio")  # encode before anything is measured
     plans: dict[str, tuple[Callable[[Path], Target], Callable[[Target], Awaitable[Any]], int]] = {
         "ours": (start_ours, publish_ours, args.subscribers),
+        "ours-python": (start_ours_python, publish_ours, args.subscribers),
         "relay": (start_relay, publish_ours, args.relay_subscribers),
     }
     results: list[Result] = []

@@ -59,19 +59,44 @@ class StreamCounts:
         self.cycles = 0
 
 
+class _HeadersOnly:
+    """Stands in for a transport's SRTP session: RTP is not decrypted (SRTP leaves the header,
+    which is all the probe reads, in the clear); RTCP still is."""
+
+    def __init__(self, session: Any) -> None:
+        self.unprotect_rtcp = session.unprotect_rtcp
+
+    @staticmethod
+    def unprotect(data: bytes) -> bytes:
+        return data
+
+
 class RtpProbe:
     """Counts a peer connection's incoming media instead of decoding it.
 
     Replaces each receiver's RTP handler (aiortc private seam, as in server/media/seam.py); RTX
-    packets (retransmissions) are counted separately and not as media.
+    packets (retransmissions) are counted separately and not as media. ``decrypt=False`` (the
+    fan-out benchmark, whose subscribers must cost less than the server they measure) skips SRTP
+    on received RTP as well; the connection must be up.
     """
 
-    def __init__(self, pc: Any, decode: bool = False) -> None:
+    def __init__(self, pc: Any, decode: bool = False, decrypt: bool = True) -> None:
         self.streams: dict[str, StreamCounts] = {}
         self.retransmissions = 0
         self.decode = decode  # also hand packets to aiortc (to decode the first frame), until set False
         for transceiver in pc.getTransceivers():
             self._tap(transceiver)
+            if not decrypt:
+                self._headers_only(transceiver.receiver.transport)
+
+    @staticmethod
+    def _headers_only(dtls: Any) -> None:
+        def swap() -> None:
+            if dtls._rx_srtp is not None and not isinstance(dtls._rx_srtp, _HeadersOnly):
+                dtls._rx_srtp = _HeadersOnly(dtls._rx_srtp)
+
+        swap()  # the connection is up already, or at its next state change: SRTP is set up before "connected"
+        dtls.on("statechange", swap)
 
     def _tap(self, transceiver: Any) -> None:
         kind = transceiver.kind
