@@ -11,7 +11,7 @@ from server.media.forwarder import DownTrack, ForwardingStats, UpTrack
 from server.media.keyframes import KeyframeRequests
 from server.media.rtp import h264_keyframe_start, seq_newer, vp8_keyframe_start
 
-from .forwarding import Capture, capture_for
+from .forwarding import Capture, PythonCapture, capture_for
 
 
 def vp8(descriptor: bytes, first_payload_byte: int) -> bytes:
@@ -166,6 +166,35 @@ async def test_a_joiner_starts_from_the_kept_picture_group_without_asking_upstre
     assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1, 1, 1]
 
 
+async def test_a_long_picture_group_is_paced_out_and_live_packets_queue_behind_it(forwarding_path: str) -> None:
+    from server.media.forwarder import PACE_TICK_S, REPLAY_SPEED
+
+    up, _ = make_pair(capture_for(forwarding_path))
+    up.on_packet(0, 0, False, KEY, ssrc=42)
+    for i in range(1, 300):  # two seconds of a 150-packets-a-second stream
+        up.on_packet(i, i * 600, i % 5 == 0, DELTA, ssrc=42)
+    capture = capture_for(forwarding_path)
+    joiner = DownTrack("video", up.stats)
+    capture.attach(joiner, ssrc=7, payload_type=96)
+    up.add(joiner)
+    burst = round(REPLAY_SPEED * 300 / (299 * 600 / 90000) * PACE_TICK_S)
+    assert len(capture.packets) == burst < 10  # not the whole picture group at once
+    received = 0
+    for i in range(300, 320):  # live packets meanwhile
+        up.on_packet(i, i * 600, True, DELTA, ssrc=42)
+        await asyncio.sleep(PACE_TICK_S)
+        assert len(capture.packets) > received  # reading keeps a socket pair from filling
+        received = len(capture.packets)
+    while len(capture.packets) < 320:
+        await asyncio.sleep(PACE_TICK_S)
+    seqs = [p[2] for p in capture.packets]
+    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1] * 319  # in order, the live ones behind
+    assert capture.packets[0][5] == KEY
+    up.on_packet(320, 320 * 600, True, DELTA, ssrc=42)
+    assert joiner.is_native is (forwarding_path == "native") and len(capture.packets) == 321
+    await asyncio.sleep(PACE_TICK_S)  # nothing left in flight
+
+
 async def test_a_picture_group_too_long_is_not_kept(forwarding_path: str) -> None:
     from server.media.forwarder import GOP_LIMIT
 
@@ -215,3 +244,36 @@ async def test_a_long_lesson_keeps_flowing_past_the_sequence_number_space(forwar
     up.on_packet((1000 + 69_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # a late retransmission: still in the window
     up.on_packet((1000 + 30_000) & 0xFFFF, 0, True, DELTA, ssrc=42)  # far older: dropped
     assert len(capture.packets) == 70_001
+
+
+async def test_a_sender_report_carries_the_publishers_clock_in_the_subscribers_terms() -> None:
+    from types import SimpleNamespace
+
+    from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
+
+    from server.media.forwarder import SenderReport
+    from server.media.seam import _send_reports
+
+    capture = PythonCapture()
+    up, down = make_pair(capture)
+    up.add(down)
+    for i in range(3):
+        up.on_packet(100 + i, 9000 * i, True, KEY if i == 0 else DELTA, ssrc=42)
+    up.sender_report = SenderReport(ntp_timestamp=0x0123456789ABCDEF, rtp_timestamp=9000)
+    sent: list[bytes] = []
+
+    async def send_rtp(data: bytes) -> None:
+        sent.append(data)
+
+    sender = SimpleNamespace(transport=SimpleNamespace(state="connected", _send_rtp=send_rtp))
+    sdes = bytes(RtcpSdesPacket())
+    await _send_reports(sender, down, sdes)  # type: ignore[arg-type]
+    report, cname = RtcpPacket.parse(sent[0])
+    assert isinstance(report, RtcpSrPacket) and isinstance(cname, RtcpSdesPacket)
+    assert report.ssrc == 0xABCDEF01 and report.reports == []
+    info = report.sender_info
+    assert info.ntp_timestamp == 0x0123456789ABCDEF
+    assert info.rtp_timestamp == capture.packets[1][3]  # the publisher's 9000, as this subscriber counts
+    assert (info.packet_count, info.octet_count) == (3, len(KEY) + 2 * len(DELTA))
+    await _send_reports(sender, DownTrack("video", up.stats), sdes)  # type: ignore[arg-type]
+    assert len(sent) == 1  # an idle slot says nothing

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,17 @@ log = logging.getLogger(__name__)
 # Hands one RTP packet to the subscriber's transport (SRTP, one datagram); False when it could not.
 SendRtp = Callable[[bytes], bool]
 Packet = tuple[int, int, bool, bytes]  # sequence number, timestamp, marker, payload
+Queued = tuple[int, int, bool, bytes, bool]  # the same and whether it starts a keyframe
 HISTORY_SIZE = 1024  # packets kept per video track to answer NACKs (~4 s at 1.5 Mbit/s)
 _HISTORY_MASK = HISTORY_SIZE - 1
 SEQ_WINDOW = 0x4000  # how far behind the newest packet an old (retransmitted) one is still forwarded
 GOP_LIMIT = 400  # packets since the last keyframe kept for joiners; a longer picture group is not kept
+# A joiner's kept picture group goes out at this multiple of the track's own packet rate (at least
+# REPLAY_MIN_RATE a second), PACE_TICK_S at a time: one burst of hundreds of packets is what a
+# slow link or a small socket buffer drops, and then the joiner waits for the next keyframe.
+REPLAY_SPEED = 3.0
+REPLAY_MIN_RATE = 200.0
+PACE_TICK_S = 0.02
 # Retransmissions to one subscriber: none of packets older than this (their frame is long due), and
 # at most this share on top of what it is sent. On a narrow link, answering every NACK in full
 # floods it with repairs of the past and starves the present.
@@ -125,10 +133,10 @@ class UpTrack:
             self.request_keyframe()
             return
         self.stats.keyframe_replays += 1
-        first = True
-        for seq, ts, marker, payload in self._gop:
-            down.forward(seq, ts, marker, payload, first)
-            first = False
+        gop = self._gop
+        seconds = ((gop[-1][1] - gop[0][1]) & 0xFFFFFFFF) / self.clock_rate
+        rate = max(REPLAY_MIN_RATE, REPLAY_SPEED * len(gop) / seconds) if seconds > 0 else REPLAY_MIN_RATE
+        down.replay([(seq, ts, marker, payload, i == 0) for i, (seq, ts, marker, payload) in enumerate(gop)], rate)
 
     def adopt(self, down: DownTrack) -> None:
         """Take ``down`` over from its current source (another layer of the same camera) at this
@@ -330,6 +338,8 @@ class DownTrack:
         "_keyframe_ts",
         "_rtx_window",
         "on_report",
+        "_backlog",
+        "_pacer",
     )
 
     def __init__(self, kind: str, stats: ForwardingStats) -> None:
@@ -361,6 +371,8 @@ class DownTrack:
         self._keyframe_ts: int | None = None
         self._rtx_window = (0.0, 0, 0)  # (start, packets sent before it, retransmissions in it)
         self.on_report: Callable[[], None] | None = None  # a receiver report came
+        self._backlog: deque[Queued] | None = None  # a picture group being paced out, and what came since
+        self._pacer: asyncio.TimerHandle | None = None
 
     def configure(
         self,
@@ -400,7 +412,34 @@ class DownTrack:
         self._keyframes_only = on
 
     def wants_native(self) -> bool:
-        return self._started and not self._waiting_keyframe and not self._keyframes_only
+        return self._started and not self._waiting_keyframe and not self._keyframes_only and self._backlog is None
+
+    def replay(self, packets: list[Queued], per_second: float) -> None:
+        """Send ``packets`` (a kept picture group) paced at ``per_second``; what arrives meanwhile
+        queues behind them."""
+        self._stop_replay()
+        self._backlog = deque(packets)
+        self._pace(max(1, round(per_second * PACE_TICK_S)))
+
+    def _pace(self, burst: int) -> None:
+        self._pacer = None
+        backlog = self._backlog
+        if backlog is None:
+            return
+        for _ in range(min(burst, len(backlog))):
+            self._forward(*backlog.popleft())
+        if backlog:
+            self._pacer = asyncio.get_running_loop().call_later(PACE_TICK_S, self._pace, burst)
+            return
+        self._backlog = None
+        if self.endpoint is not None and self.source is not None and self.wants_native():
+            self.source.promote(self)
+
+    def _stop_replay(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
+        self._backlog = None
 
     def hand_over(self, endpoint: native.Endpoint) -> None:
         """The native step forwards for us from now on, with our rewrite."""
@@ -424,6 +463,7 @@ class DownTrack:
     def close(self) -> None:
         """The subscriber's connection is gone: let go of its socket."""
         self.leave_native()
+        self._stop_replay()
         if self.endpoint is not None:
             self.endpoint.close()
 
@@ -432,6 +472,12 @@ class DownTrack:
         return self._send is not None
 
     def forward(self, seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
+        if self._backlog is not None:
+            self._backlog.append((seq, ts, marker, payload, keyframe))
+            return
+        self._forward(seq, ts, marker, payload, keyframe)
+
+    def _forward(self, seq: int, ts: int, marker: bool, payload: bytes, keyframe: bool) -> None:
         if not self._started:
             if not keyframe:
                 return
@@ -468,7 +514,7 @@ class DownTrack:
         self._octets_sent += len(payload)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
-        if self.endpoint is not None and not self.is_native and not self._keyframes_only and self.source is not None:
+        if self.endpoint is not None and not self.is_native and self.source is not None and self.wants_native():
             self.source.promote(self)
 
     def _in_keyframe(self, ts: int, keyframe: bool) -> bool:
@@ -503,6 +549,7 @@ class DownTrack:
     def detach(self) -> None:
         """The source is gone: remember where the stream stood so the next one continues it."""
         self.leave_native()
+        self._stop_replay()
         source = self.source
         if source is not None and self._started and source.last_seq is not None:
             self._resume = (

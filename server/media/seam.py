@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,6 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSdesPacket,
-    RtcpSenderInfo,
     RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
@@ -193,10 +193,14 @@ def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[]
         started: asyncio.Event = getattr(sender, private + "rtcp_started")
         exited: asyncio.Event = getattr(sender, private + "rtcp_exited")
         started.set()
+        sdes = b""
         try:
             while True:
                 await asyncio.sleep(0.5 + random.random())
-                await _send_reports(sender, downtrack, cname[0] if cname else None)
+                if not sdes and cname:
+                    chunk = RtcpSourceInfo(ssrc=downtrack.ssrc, items=[(1, cname[0].encode())])
+                    sdes = bytes(RtcpSdesPacket(chunks=[chunk]))
+                await _send_reports(sender, downtrack, sdes)
         except asyncio.CancelledError:
             pass
         finally:
@@ -285,30 +289,21 @@ def native_endpoint(dtls: RTCDtlsTransport, ssrc: int, payload_type: int) -> nat
     )
 
 
-async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, cname: str | None) -> None:
-    if downtrack.source is None:
-        return  # an idle slot (no screen shared, nobody on stage) says nothing
-    packets: list[Any] = []
+# A sender report: V=2 and no report blocks, PT 200, length 6 (words - 1), SSRC, NTP, RTP, counts.
+SENDER_REPORT = struct.Struct("!BBHIIIIII")
+
+
+async def _send_reports(sender: RTCRtpSender, downtrack: DownTrack, sdes: bytes) -> None:
+    """A sender report with the publisher's clock (and our CNAME), about once a second per
+    forwarding slot; an idle slot (no screen shared, nobody on stage) says nothing."""
     report = downtrack.sender_report()
-    if report is not None:
-        ntp, rtp = report
-        packets.append(
-            RtcpSrPacket(
-                ssrc=downtrack.ssrc,
-                sender_info=RtcpSenderInfo(
-                    ntp_timestamp=ntp,
-                    rtp_timestamp=rtp,
-                    packet_count=downtrack.packets_sent & 0xFFFFFFFF,
-                    octet_count=downtrack.octets_sent & 0xFFFFFFFF,
-                ),
-            )
-        )
-    if cname is not None:
-        packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=downtrack.ssrc, items=[(1, cname.encode())])]))
-    if not packets or sender.transport.state != "connected":
+    if report is None or sender.transport.state != "connected":
         return
+    ntp, rtp = report
+    packets, octets = downtrack.packets_sent & 0xFFFFFFFF, downtrack.octets_sent & 0xFFFFFFFF
+    data = SENDER_REPORT.pack(0x80, 200, 6, downtrack.ssrc, ntp >> 32, ntp & 0xFFFFFFFF, rtp, packets, octets)
     try:
-        await sender.transport._send_rtp(b"".join(bytes(p) for p in packets))
+        await sender.transport._send_rtp(data + sdes)
     except ConnectionError:
         pass
 
