@@ -163,6 +163,24 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     await receiver._send_rtcp_pli(media_ssrc)
 
 
+def send_only(receiver: RTCRtpReceiver) -> None:
+    """Drop what a receiver that will never receive holds from birth: aiortc gives every video
+    receiver a 512-slot jitter buffer and a bandwidth estimator with 1 ms buckets (about 100 KB
+    each; a subscriber's connection has three video slots, which only send), and every receiver
+    a decoder queue and events that only a started one uses."""
+    private = "_RTCRtpReceiver__"
+    for name in (
+        "jitter_buffer",
+        "nack_generator",
+        "remote_bitrate_estimator",
+        "decoder_queue",
+        "decoder_error",
+        "rtcp_started",
+        "rtcp_exited",
+    ):
+        setattr(receiver, private + name, None)
+
+
 def tap_sender(sender: RTCRtpSender, downtrack: DownTrack, on_ready: Callable[[], None]) -> None:
     """Feed ``sender`` from ``downtrack`` instead of an encoder; must run before negotiation ends."""
     private = "_RTCRtpSender__"

@@ -33,6 +33,7 @@ from .seam import (
     bandwidth_estimator,
     count_decoded_frames,
     negotiated_codec,
+    send_only,
     send_pli,
     tap_receiver,
     tap_sender,
@@ -317,6 +318,7 @@ class Sfu:
             transceiver = pc.addTransceiver(IdleTrack(slot.kind), direction="sendonly")
             transceiver.setCodecPreferences(self._codecs[slot.kind])
             tap_sender(transceiver.sender, subscription.downtracks[slot], subscription._link)
+            send_only(transceiver.receiver)
         await pc.setLocalDescription(await pc.createOffer())
         return self._add(subscription), pc.localDescription.sdp
 
