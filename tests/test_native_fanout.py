@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -15,6 +17,7 @@ from server.media import native
 from server.media.forwarder import DownTrack, ForwardingStats, UpTrack
 from server.media.seam import srtp_addresses
 
+from .conftest import ServerProcess
 from .forwarding import parse, sessions
 from .peers import pattern
 
@@ -117,3 +120,18 @@ async def test_the_native_step_sends_what_the_python_path_sends() -> None:
     assert native_down.octets_sent == python_down.octets_sent
     for sock in (receiver, sender):
         sock.close()
+
+
+def test_without_the_extension_the_python_path_forwards_and_says_so() -> None:
+    code = (
+        "import sys; sys.modules['server.media._fanout'] = None\n"  # as when it could not be built
+        "from server.media import native\n"
+        "from server.media.forwarder import DownTrack, ForwardingStats\n"
+        "print(native.enabled(), native.fanout(), native.describe())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("False None native fan-out unavailable (import of server.media._fanout halted"), out
+
+
+def test_the_server_says_which_path_forwards(server: ServerProcess) -> None:
+    assert "native fan-out: on" in server.log()
