@@ -106,6 +106,9 @@ def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[t
         env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
         if args.max_sessions:
             env["SKYCLASS_MAX_SESSIONS"] = str(args.max_sessions)
+        hls_above = getattr(args, "hls_above", None)
+        if hls_above is not None:  # "none": HLS only for those who ask (the probes stay on WebRTC)
+            env["SKYCLASS_HLS_ABOVE"] = "" if hls_above == "none" else str(int(hls_above))
         command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1"]
         server = stack.enter_context(start_group([*command, *extra, "--log-level", "warning"], out / "server.log", env))
         url = f"http://127.0.0.1:{port}"
@@ -122,42 +125,58 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from ``/proc/PID/stat`` (fields 14 and 15, in clock ticks)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 class Sampler:
     """CPU (cores) and memory each second of the server's process tree (when it runs here) and of
-    the load generator's (Locust), so a report tells which side was the bottleneck."""
+    the load generator's (Locust), so a report tells which side was the bottleneck. Each row also
+    has the wall clock and the server's CPU-seconds so far (utime + stime from ``/proc``, its
+    processes summed), from which the report reads the CPU of a join storm."""
 
     def __init__(self, pids: dict[str, int | None], path: Path) -> None:
         self._pids = {name: pid for name, pid in pids.items() if pid is not None}
         self._file = path.open("w", newline="")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(["t", "cpu", "rss_mb", "processes", "locust_cpu"])
+        self._writer.writerow(["t", "cpu", "rss_mb", "processes", "locust_cpu", "unix", "cpu_s"])
         self._began = time.monotonic()
         self._last: dict[str, tuple[float, float]] = {}
         self.latest: dict[str, tuple[float, float]] = {}
 
-    def _measure(self, name: str, pid: int, now: float) -> tuple[float, float, int] | None:
+    def watch(self, name: str, pid: int) -> None:
+        self._pids[name] = pid
+
+    def _measure(self, name: str, pid: int, now: float) -> tuple[float, float, int, float] | None:
         processes = _tree(pid)
         cpu = rss = 0.0
         for process in processes:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                cpu += times.user + times.system
+            with contextlib.suppress(OSError, psutil.Error):
+                cpu += proc_cpu_seconds(process.pid)
                 rss += process.memory_info().rss
         last, self._last[name] = self._last.get(name), (now, cpu)
         if last is None or now <= last[0]:
             return None
         usage = (cpu - last[1]) / (now - last[0])
         self.latest[name] = (usage, rss / 2**20)
-        return usage, rss / 2**20, len(processes)
+        return usage, rss / 2**20, len(processes), cpu
 
     def sample(self) -> None:
-        now = time.monotonic()
+        now, unix = time.monotonic(), time.time()
         server = self._measure("server", self._pids["server"], now) if "server" in self._pids else None
         locust = self._measure("locust", self._pids["locust"], now) if "locust" in self._pids else None
         if server is not None or locust is not None:
-            cpu, rss, count = server or ("", "", "")
+            cpu, rss, count, total = server or ("", "", "", "")
             row = [round(now - self._began, 1), cpu and round(cpu, 3), rss and round(rss, 1), count]
-            self._writer.writerow([*row, round(locust[0], 3) if locust else ""])
+            row += [round(locust[0], 3) if locust else "", round(unix, 2), total and round(total, 2)]
+            self._writer.writerow(row)
             self._file.flush()
 
     def close(self) -> None:
@@ -240,8 +259,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         ]
         if args.scenario == "teacher-reconnect":
             probes_command += ["--teacher-drops", "20"]
+        sampler = Sampler({"server": pid}, out / "server.csv")  # from before the crowd: the baseline
+        sampler.sample()
         probes = stack.enter_context(start_group(probes_command, out / "probes.log", env))
-        time.sleep(3)  # the teachers are live before the crowd arrives
+        for _ in range(3):  # the teachers are live before the crowd arrives
+            time.sleep(1)
+            sampler.sample()
         locust = stack.enter_context(
             start_group(
                 [
@@ -273,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 env,
             )
         )
-        sampler = Sampler({"server": pid, "locust": locust.pid}, out / "server.csv")
+        sampler.watch("locust", locust.pid)
         began = time.monotonic()
         while locust.poll() is None or probes.poll() is None:
             sampler.sample()
@@ -314,6 +337,10 @@ def main() -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a --server that is not on loopback")
     parser.add_argument("--server-workers", type=int, default=1, help="server processes (> 1: with Redis)")
     parser.add_argument("--max-sessions", type=int, default=0, help="SKYCLASS_MAX_SESSIONS for the started server")
+    parser.add_argument(
+        "--hls-above",
+        help="SKYCLASS_HLS_ABOVE for the started server: members beyond which pupils get HLS; 'none': only on request",
+    )
     parser.add_argument("--locust-processes", type=int, default=1, help="Locust worker processes on this machine")
     parser.add_argument("--out", help="results directory")
     summary = run(parser.parse_args())

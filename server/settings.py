@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .tokens import Lifetimes, check_secret, parse_duration
@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # The timetable file (YAML or JSON, docs/timetable.md); unset: the last one edited through the
     # API, else a demo timetable.
     timetable: Path | None = None
+
+    @field_validator("hls_above", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """``SKYCLASS_HLS_ABOVE=`` (empty) unsets it: HLS only for those who ask."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def recordings_dir(self) -> Path:

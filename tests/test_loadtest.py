@@ -27,6 +27,7 @@ def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
         allow_remote=False,
         server_workers=1,
         max_sessions=0,
+        hls_above=None,
         locust_processes=1,
         out=str(tmp_path),
     )
