@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from .cluster import Cluster
 from .lessons.catalog import Catalog
@@ -72,9 +73,29 @@ def _client_dir() -> Path:
 
 
 CLIENT_DIR = _client_dir()
+SIGNALING_PATH = "/ws"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class SkyClassroom(FastAPI):
+    """The app; its signaling websocket is served straight from the ASGI call. A socket at
+    ``/ws`` needs none of the HTTP middleware, routing and dependency solving that pages and API
+    calls pass, and every layer of them would be set up for each join and kept, a frame each, for
+    as long as the session lives (each message it receives resumes through all of them)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == SIGNALING_PATH:
+            await Session(WebSocket(scope, receive, send), self.state.sessions).run()
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def create_app(settings: Settings | None = None) -> SkyClassroom:
     settings = settings or Settings()
     os.umask(0o077)  # recordings, timetables, the secret: readable by this user only
 
@@ -143,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.cleanup()
 
     docs = settings.api_docs
-    app = FastAPI(
+    app = SkyClassroom(
         title="Sky Classroom",
         lifespan=lifespan,
         docs_url="/docs" if docs else None,
@@ -195,10 +216,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(city_api.router)
     app.include_router(library_api.upload_router(settings))
     app.include_router(files.router)
-
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket) -> None:
-        await Session(websocket, app.state.sessions).run()
 
     app.mount("/static", StaticFiles(directory=CLIENT_DIR), name="static")
     return app
