@@ -59,25 +59,14 @@ class StreamCounts:
         self.cycles = 0
 
 
-class _HeadersOnly:
-    """Stands in for a transport's SRTP session: RTP is not decrypted (SRTP leaves the header,
-    which is all the probe reads, in the clear); RTCP still is."""
-
-    def __init__(self, session: Any) -> None:
-        self.unprotect_rtcp = session.unprotect_rtcp
-
-    @staticmethod
-    def unprotect(data: bytes) -> bytes:
-        return data
-
-
 class RtpProbe:
     """Counts a peer connection's incoming media instead of decoding it.
 
     Replaces each receiver's RTP handler (aiortc private seam, as in server/media/seam.py); RTX
     packets (retransmissions) are counted separately and not as media. ``decrypt=False`` (the
-    fan-out benchmark, whose subscribers must cost less than the server they measure) skips SRTP
-    on received RTP as well; the connection must be up.
+    fan-out benchmark, whose subscribers must cost much less than the server they measure) counts
+    RTP as it comes off the ICE socket, from the header SRTP leaves in the clear, and hands aiortc
+    only the rest (STUN, DTLS, RTCP): no decryption, parsing or queueing per packet.
     """
 
     def __init__(self, pc: Any, decode: bool = False, decrypt: bool = True) -> None:
@@ -86,17 +75,32 @@ class RtpProbe:
         self.decode = decode  # also hand packets to aiortc (to decode the first frame), until set False
         for transceiver in pc.getTransceivers():
             self._tap(transceiver)
-            if not decrypt:
-                self._headers_only(transceiver.receiver.transport)
+        if not decrypt:
+            self._count_off_the_socket(pc)
 
-    @staticmethod
-    def _headers_only(dtls: Any) -> None:
-        def swap() -> None:
-            if dtls._rx_srtp is not None and not isinstance(dtls._rx_srtp, _HeadersOnly):
-                dtls._rx_srtp = _HeadersOnly(dtls._rx_srtp)
+    def _count_off_the_socket(self, pc: Any) -> None:
+        kinds: dict[int, tuple[str, StreamCounts]] = {}  # media payload type -> its kind's counts
+        for transceiver in pc.getTransceivers():
+            for codec in transceiver._codecs:
+                if not codec.mimeType.lower().endswith("/rtx"):
+                    kinds[codec.payloadType] = (transceiver.kind, self.streams[transceiver.kind])
+        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+        for protocol in connection._protocols:  # aioice's, one per local candidate (private seam)
+            received = protocol.datagram_received
 
-        swap()  # the connection is up already, or at its next state change: SRTP is set up before "connected"
-        dtls.on("statechange", swap)
+            def count(data: bytes, addr: Any, received: Any = received, protocol: Any = protocol) -> None:
+                if len(data) < 12 or not 128 <= data[0] < 192:
+                    received(data, addr)  # STUN or DTLS
+                elif 192 <= data[1] <= 223:  # RTCP (payload types 64-95 with the marker bit)
+                    protocol.receiver.data_received(data, protocol.local_candidate.component)
+                elif (found := kinds.get(data[1] & 0x7F)) is None:
+                    self.retransmissions += 1
+                else:
+                    kind, counts = found
+                    marker = bool(data[1] & 0x80) if kind == "video" else True
+                    counts.add(int.from_bytes(data[2:4], "big"), len(data) - 12, marker, time.monotonic())
+
+            protocol.datagram_received = count
 
     def _tap(self, transceiver: Any) -> None:
         kind = transceiver.kind
