@@ -128,6 +128,8 @@ def test_the_fresh_environment_has_no_test_tools(fresh_env: Path, tmp_path: Path
     assert json.loads(_python(fresh_env, code, tmp_path)) == [], "the runtime dependencies pull in test tools"
     where = _python(fresh_env, "import server; print(server.__file__)", tmp_path)
     assert Path(where).is_relative_to(fresh_env), f"server imported from {where}, not the fresh environment"
+    describe = _python(fresh_env, "from server.media import native; print(native.describe())", tmp_path)
+    assert describe == "native fan-out: on", "the wheel's native fan-out step did not load"
 
 
 @pytest.fixture
