@@ -277,3 +277,21 @@ async def test_a_sender_report_carries_the_publishers_clock_in_the_subscribers_t
     assert (info.packet_count, info.octet_count) == (3, len(KEY) + 2 * len(DELTA))
     await _send_reports(sender, DownTrack("video", up.stats), sdes)  # type: ignore[arg-type]
     assert len(sent) == 1  # an idle slot says nothing
+
+
+async def test_a_held_keyframe_request_survives_a_timer_that_fires_early() -> None:
+    asked: list[int] = []
+
+    async def upstream(ssrc: int) -> None:
+        asked.append(ssrc)
+
+    up = UpTrack("video", "video/VP8", 90000, ForwardingStats(), upstream, 0.2)
+    up.on_packet(0, 0, True, KEY, ssrc=42)
+    up.request_keyframe()  # goes out
+    up.request_keyframe()  # held for 0.2 s
+    timer = up._keyframe_timer
+    assert timer is not None
+    timer.cancel()
+    up._on_keyframe_timer()  # as the loop does when it wakes that timer a little before it is due
+    await asyncio.sleep(0.3)
+    assert asked == [42, 42]

@@ -274,8 +274,12 @@ class UpTrack:
 
     def _on_keyframe_timer(self) -> None:
         self._keyframe_timer = None
-        if not self.closed and self._keyframes.poll(time.monotonic()):
+        if self.closed:
+            return
+        if self._keyframes.poll(time.monotonic()):
             self._send_keyframe_request()
+        else:  # the loop's timers may fire a little before the clock says due: still held, wait again
+            self._schedule_held_request()
 
     def _send_keyframe_request(self) -> None:
         if self.ssrc is None:
