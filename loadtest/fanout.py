@@ -14,9 +14,10 @@ header without decrypting or decoding. The server's CPU and memory are read from
 absolute times, are the result: the machine is shared and noisy.
 
 A row is a result only when the load generator kept up: every subscriber got video, the subscriber
-processes stayed under GENERATOR_LIMIT of a core each, the subscribers received what the server says
-it sent (ours) and lost no more than MAX_LOSS, and every subscriber saw the publisher's frame rate.
-Otherwise the row says what went wrong and no ratio is computed from it.
+processes stayed under GENERATOR_LIMIT of a core each, and the subscribers received what the server
+says it sent (ours; Janus and MediaRelay have no such counter). Otherwise it says NOT A RESULT and
+why. A server that lost packets or frame rate while the generator kept up is OVERLOADED: that is
+its limit, not a cost. Ratios are computed only between rows that are neither.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        """Empty when the row is a measurement of the server; else why it is not."""
+        """Empty when the row measures the server; else why the load generator cannot vouch for it."""
         if not self.packets:
             return "nothing arrived: the publisher is not flowing"
         if self.ready < self.subscribers:
@@ -260,6 +261,11 @@ class Result:
             return f"a subscriber process used {self.generator_cpu_share:.0%} of a core: the generator is the limit"
         if self.server_sent is not None and self.packets < (1 - MAX_LOSS) * self.server_sent:
             return f"subscribers received {self.packets:.0f} of the {self.server_sent:.0f} packets the server sent"
+        return ""
+
+    @property
+    def overload(self) -> str:
+        """With the generator keeping up: how the server itself fell short (loss, frame rate), if it did."""
         if self.loss > MAX_LOSS:
             return f"{self.loss:.1%} of packets lost"
         if min(self.fps, default=0.0) < MIN_FPS:
@@ -417,7 +423,9 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         if r.verdict:
             print(f"NOT A RESULT: {r.target}: {r.verdict}")
-    valid = [r for r in results if not r.verdict]
+        elif r.overload:
+            print(f"OVERLOADED: {r.target}: {r.overload} (the generator kept up: the server could not)")
+    valid = [r for r in results if not r.verdict and not r.overload]  # ratios only between clean rows
     ours = [r for r in valid if r.target.startswith("ours")]
     for mine in ours:
         for other in (r for r in valid if not r.target.startswith("ours")):  # both Janus configurations
