@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,14 +124,40 @@ class Sessions:
 
 
 class Session:
-    """A participant's signaling session; the room layer sees it as a ``Member``."""
+    """A participant's signaling session; the room layer sees it as a ``Member``.
+
+    Thousands sit idle on a node, so a session keeps little: its messages out wait in a queue made
+    when there is one, sent by a writer task that runs only while the queue has messages."""
+
+    __slots__ = (
+        "_ws",
+        "_shared",
+        "_settings",
+        "_metrics",
+        "_outbox",
+        "_writer",
+        "_stopped",
+        "_dropped",
+        "_deadline",
+        "_bucket",
+        "address",
+        "room",
+        "grant",
+        "_gone",
+        "_held",
+        "participant_id",
+        "name",
+        "role",
+    )
 
     def __init__(self, ws: WebSocket, shared: Sessions) -> None:
         self._ws = ws
         self._shared = shared
         self._settings = shared.settings
         self._metrics = shared.metrics
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
+        self._outbox: deque[str] | None = None  # waiting to be sent (at most OUTBOX_LIMIT)
+        self._writer: asyncio.Task[None] | None = None  # sending them, while there are any
+        self._stopped = False  # the session ended, or a send failed: no more writers
         self._dropped = False
         now = time.monotonic()
         self._deadline = now + self._settings.join_timeout_s  # whatever comes before the join
@@ -174,18 +201,36 @@ class Session:
         self._put(message)
 
     def _put(self, message: Any) -> None:
-        try:
-            self._outbox.put_nowait(message if isinstance(message, str) else p.encode(message))
-        except asyncio.QueueFull:
+        text = message if isinstance(message, str) else p.encode(message)
+        if self._outbox is None:
+            self._outbox = deque()
+        if len(self._outbox) >= OUTBOX_LIMIT:
             if not self._dropped:
                 self._dropped = True
                 log.warning("session %s does not read its messages; closing it", self.participant_id)
                 asyncio.ensure_future(self._ws.close(1008))
+            return
+        self._outbox.append(text)
+        if self._writer is None and not self._stopped:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
-        while True:
-            await self._ws.send_text(await self._outbox.get())
-            self._outbox.task_done()
+        """Sends what is queued, in order, then ends (the next message starts another)."""
+        outbox = self._outbox
+        try:
+            while outbox:
+                await self._ws.send_text(outbox.popleft())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._stopped = True  # the socket is gone; what is queued stays unsent
+        finally:
+            self._writer = None
+            if outbox is not None and not outbox and self._outbox is outbox:
+                self._outbox = None
+
+    async def _flushed(self) -> None:
+        """Until what is queued has gone out."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
 
     async def run(self) -> None:
         shared = self._shared
@@ -195,7 +240,6 @@ class Session:
             await self._ws.close(CLOSE_ORIGIN, f"Origin {origin!r} may not open this websocket")
             return
         await self._ws.accept()
-        writer = asyncio.create_task(self._write())
         refused = shared.unjoined.enter(self.address)
         waiting = refused is None
         try:
@@ -213,7 +257,9 @@ class Session:
             shared.joined.discard(self)
             if self.room is not None:
                 await self._part(self.room)
-            writer.cancel()
+            self._stopped = True
+            if self._writer is not None:
+                self._writer.cancel()
 
     def revoked(self) -> None:
         """Access revoked (``POST /api/revocations``): told, then closed; no resuming."""
@@ -241,7 +287,7 @@ class Session:
     async def _close(self, code: int) -> None:
         """Close after what is queued has gone out (or after 2 s)."""
         try:
-            await asyncio.wait_for(self._outbox.join(), 2.0)
+            await asyncio.wait_for(self._flushed(), 2.0)
             await self._ws.close(code)
         except (TimeoutError, WebSocketDisconnect, RuntimeError):
             pass
@@ -251,7 +297,8 @@ class Session:
         joined = self.room is not None
         timeout = IDLE_TIMEOUT_S if joined else max(0.0, self._deadline - time.monotonic())
         try:
-            message = await asyncio.wait_for(self._ws.receive(), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own per receive, as wait_for has
+                message = await self._ws.receive()
         except TimeoutError:
             if not joined:
                 raise p.ProtocolError(
