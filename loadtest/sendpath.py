@@ -21,7 +21,7 @@ import time
 from pylibsrtp import Policy, Session
 
 from server.media import native
-from server.media.seam import srtp_addresses
+from server.media.seam import session_endpoint
 
 PAYLOAD = bytes(1100)  # a video packet of the benchmark's 1.1 Mbit/s stream
 
@@ -40,15 +40,8 @@ def fanout_of(subscribers: int, shared: bool, receivers: list[socket.socket]) ->
         policy = Policy(key=bytes([i % 256]) * 30, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
         policy.allow_repeat_tx = True
         session = Session(policy)
-        context, protect = srtp_addresses(session)
-        endpoint = native.endpoint(
-            context=context,
-            protect=protect,
-            keepalive=session,
-            fd=sock.fileno(),
-            host="127.0.0.1",
-            port=receiver.getsockname()[1],
-            ssrc=0x1000 + i,
+        endpoint = session_endpoint(
+            session, fd=sock.fileno(), host="127.0.0.1", port=receiver.getsockname()[1], ssrc=0x1000 + i,
             payload_type=96,
         )
         assert endpoint is not None

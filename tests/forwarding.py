@@ -16,7 +16,7 @@ from pylibsrtp import Policy, Session
 from server.media import native
 from server.media.forwarder import DownTrack
 from server.media.rtp import RTP_HEADER
-from server.media.seam import srtp_addresses
+from server.media.seam import session_endpoint
 
 KEYING = bytes(range(30))  # SRTP master key and salt (AES_CM_128_HMAC_SHA1_80)
 JUNK = b"\xffjunk"  # fills a socket; never RTP
@@ -110,17 +110,8 @@ class NativeCapture:
             self.packets  # noqa: B018 - reading empties the socket
 
     def attach(self, down: DownTrack, ssrc: int, payload_type: int, rtx: tuple[int, int] | None = None) -> None:
-        context, protect = srtp_addresses(self._tx)
-        endpoint = native.endpoint(
-            context=context,
-            protect=protect,
-            keepalive=self._tx,
-            fd=self.sender.fileno(),
-            host="",
-            port=0,
-            ssrc=ssrc,
-            payload_type=payload_type,
-        )
+        sender = self.sender.fileno()
+        endpoint = session_endpoint(self._tx, fd=sender, host="", port=0, ssrc=ssrc, payload_type=payload_type)
         assert endpoint is not None
         down.configure(
             ssrc=ssrc,

@@ -15,7 +15,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from server.media import native
 from server.media.forwarder import DownTrack, ForwardingStats, UpTrack
-from server.media.seam import srtp_addresses
+from server.media.seam import session_endpoint
 
 from .conftest import ServerProcess
 from .forwarding import parse, sessions
@@ -77,16 +77,8 @@ async def test_the_native_step_sends_what_the_python_path_sends() -> None:
     python_down = DownTrack("video", stats)
     python_down.configure(ssrc=SSRC, payload_type=96, rtx_ssrc=RTX_SSRC, rtx_payload_type=97, send=python_send)
     tx, rx = sessions()
-    context, protect = srtp_addresses(tx)
-    endpoint = native.endpoint(
-        context=context,
-        protect=protect,
-        keepalive=tx,
-        fd=sender.fileno(),
-        host="127.0.0.1",
-        port=receiver.getsockname()[1],
-        ssrc=SSRC,
-        payload_type=96,
+    endpoint = session_endpoint(
+        tx, fd=sender.fileno(), host="127.0.0.1", port=receiver.getsockname()[1], ssrc=SSRC, payload_type=96
     )
     assert endpoint is not None
     native_down = DownTrack("video", stats)

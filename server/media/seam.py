@@ -275,10 +275,22 @@ def rtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
     return send
 
 
-def srtp_addresses(session: Any) -> tuple[int, int]:
-    """(the ``srtp_t`` of a pylibsrtp ``Session``, ``srtp_protect``) as addresses, for the native step."""
+def session_endpoint(
+    session: Any, *, fd: int, host: str, port: int, ssrc: int, payload_type: int
+) -> native.Endpoint | None:
+    """A native sender protecting with a pylibsrtp ``Session`` (its ``srtp_t`` and ``srtp_protect``,
+    passed by address) and sending on ``fd`` (``host`` "": a connected socket)."""
     ffi, lib = libsrtp.ffi, libsrtp.lib
-    return int(ffi.cast("uintptr_t", session._srtp[0])), int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+    return native.endpoint(
+        context=int(ffi.cast("uintptr_t", session._srtp[0])),
+        protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+        keepalive=session,
+        fd=fd,
+        host=host,
+        port=port,
+        ssrc=ssrc,
+        payload_type=payload_type,
+    )
 
 
 def native_endpoint(dtls: RTCDtlsTransport, ssrc: int, payload_type: int) -> native.Endpoint | None:
@@ -292,18 +304,9 @@ def native_endpoint(dtls: RTCDtlsTransport, ssrc: int, payload_type: int) -> nat
     sock = pair.protocol.transport.get_extra_info("socket")
     if sock is None:
         return None
-    session = dtls._tx_srtp
     host, port = pair.remote_addr[:2]
-    context, protect = srtp_addresses(session)
-    return native.endpoint(
-        context=context,
-        protect=protect,
-        keepalive=session,
-        fd=sock.fileno(),
-        host=host,
-        port=port,
-        ssrc=ssrc,
-        payload_type=payload_type,
+    return session_endpoint(
+        dtls._tx_srtp, fd=sock.fileno(), host=host, port=port, ssrc=ssrc, payload_type=payload_type
     )
 
 
