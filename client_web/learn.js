@@ -33,6 +33,7 @@ import { StageTurn } from "./stage-turn.js";
 import { Player } from "./player.js";
 import { Ladder } from "./ladder.js";
 import { QoeReporter } from "./qoe.js";
+import { AskBox } from "./questions.js";
 
 /** @typedef {import("./protocol").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol").ErrorOut} ErrorOut */
@@ -52,6 +53,8 @@ const signaling = new Signaling({ ...pageParams(), onMessage, onChange: onSignal
 const chat = new ChatBox(signaling);
 const hand = new HandButton(signaling, render);
 const polls = new StudentPoll(signaling, render);
+const ask = new AskBox(signaling);
+const chatCard = $("chat-card");
 /** @type {{role: string | null, participantId: string | null}} */
 const me = { role: null, participantId: null };
 const stage = new StageView({
@@ -214,6 +217,7 @@ function render() {
   const inClass = state === "joined" || state === "connected";
   hand.show(me.role === "student" || me.role === null, inClass);
   chat.setEnabled(inClass);
+  ask.setEnabled(inClass);
   polls.render(inClass);
   renderStage(inClass);
   saver.button.setAttribute("aria-pressed", String(saver.on));
@@ -287,6 +291,8 @@ function onJoined(msg) {
   nameEl.textContent = msg.name || "";
   replayLink.href = `/replay?room=${encodeURIComponent(msg.room)}`;
   replayLink.hidden = false;
+  // A broadcast's pupils without a class have no chat (it would reach the whole city): they ask.
+  chatCard.hidden = !!msg.broadcast && !msg.section;
   if (msg.role === "teacher") {
     const q = new URLSearchParams(location.search);
     showError({ code: "wrong_page", message: `这是老师链接，请打开 This is a teacher link; open /teach?${q}`, fatal: false });
@@ -331,6 +337,9 @@ function onMessage(msg) {
     case "chat":
       chat.add(msg);
       break;
+    case "question_answered":
+      ask.answered.add(msg.question);
+      break;
     case "poll":
       polls.take(msg);
       break;
@@ -357,7 +366,7 @@ function onMessage(msg) {
  * @returns {boolean}
  */
 function onError(msg) {
-  return chat.takeError(msg) || turn.takeError(msg) || polls.takeError(msg);
+  return chat.takeError(msg) || ask.takeError(msg) || turn.takeError(msg) || polls.takeError(msg);
 }
 
 function onSignalingChange() {

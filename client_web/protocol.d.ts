@@ -47,6 +47,10 @@ export interface Joined {
   server_time?: number;
   next_lesson?: NextLesson | null;
   ice_servers?: RTCIceServer[];
+  /** This room is a part of this broadcast (大课堂) now: its members watch the broadcast. */
+  broadcast?: string | null;
+  /** The class's name when the part is a class (a section); none for a node's pupils without one. */
+  section?: string | null;
 }
 
 export interface SeatTaken {
@@ -187,8 +191,48 @@ export interface ErrorOut {
   retry_after?: number | null;
 }
 
+export interface QuestionOut {
+  question_id: string;
+  name: string;
+  section: string;
+  text: string;
+  at: number;
+  answer: string;
+  answered: boolean;
+  passed: boolean;
+}
+
+export interface Questions {
+  type: "questions";
+  waiting: QuestionOut[];
+}
+
+export interface QuestionAnswered {
+  type: "question_answered";
+  question: QuestionOut;
+}
+
+export interface SectionRow {
+  part: string;
+  label: string;
+  pupils: number;
+  hands: number;
+  questions: number;
+  poll_counts: number[];
+}
+
+export interface Sections {
+  type: "sections";
+  rows: SectionRow[];
+  pupils: number;
+  hands: number;
+}
+
 export type ServerMessage =
   | Joined
+  | Questions
+  | QuestionAnswered
+  | Sections
   | SeatTaken
   | ChatOut
   | Hands
@@ -215,6 +259,9 @@ export type ClientMessage =
   | { type: "join"; room: string; token: string; delivery?: "auto" | "webrtc" | "hls"; resume?: string }
   | { type: "publish"; sdp: string; tracks: TrackName[] }
   | { type: "unpublish" }
+  | { type: "ask"; text: string }
+  | { type: "pass_question" | "dismiss_question"; question_id: string }
+  | { type: "answer_question"; question_id: string; answer: string }
   | { type: "data_saver"; on: boolean }
   | {
       type: "qoe";

@@ -21,6 +21,7 @@ import { ClassList } from "./roster.js";
 import { TeacherPoll } from "./polls.js";
 import { TeacherStage } from "./stage.js";
 import { Broadcast } from "./broadcast.js";
+import { QuestionQueue, SectionsTable } from "./questions.js";
 
 /** @typedef {import("./protocol").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol").ErrorOut} ErrorOut */
@@ -32,8 +33,12 @@ const nameEl = $("name");
 const countEl = $("student-count");
 const endBtn = button("end-lesson");
 
-/** @type {{role: string | null, name: string | null, participantId: string | null, students: number}} */
-const me = { role: null, name: null, participantId: null, students: 0 };
+/**
+ * `section`: this class is a section of a broadcast now (its pupils watch the broadcast, which
+ * this page shows instead of offering to broadcast).
+ * @type {{role: string | null, name: string | null, participantId: string | null, students: number, section: boolean}}
+ */
+const me = { role: null, name: null, participantId: null, students: 0, section: false };
 /** @type {Signaling} */
 const signaling = new Signaling({ ...pageParams(), onMessage, onChange: onSignalingChange, onError });
 /** @type {ChatBox} */
@@ -53,9 +58,19 @@ const roster = new ClassList(signaling, {
   inClass: joined,
 });
 const broadcast = new Broadcast(signaling, { render, ended: () => signaling.over });
+const questions = new QuestionQueue(signaling);
+const sections = new SectionsTable();
+const watched = /** @type {HTMLVideoElement} */ ($("broadcast-video"));
 const publisher = broadcast.publisher;
 const subscription = new Subscription(signaling, {
   onTrack: (slot, track) => {
+    if (me.section && (slot === "audio" || slot === "video")) {
+      const stream = /** @type {MediaStream} */ (watched.srcObject || new MediaStream());
+      stream.addTrack(track);
+      watched.srcObject = stream;
+      watched.play().catch(() => {});
+      return;
+    }
     if (slot !== "stage_audio" && slot !== "stage_video") return; // the teacher's own slots stay idle
     stage.view.addTrack(track);
     stage.play();
@@ -110,7 +125,7 @@ function render() {
   showState(state);
   const inClass = state === "joined" || state === "connected";
   const asTeacher = me.role === "teacher" && inClass;
-  broadcast.render(asTeacher);
+  broadcast.render(asTeacher && !me.section);
   countEl.textContent = String(me.students);
   endBtn.disabled = !asTeacher;
   chat.setEnabled(inClass);
@@ -145,6 +160,11 @@ function onJoined(msg) {
   me.name = msg.name;
   broadcast.live = !!msg.live;
   me.participantId = msg.participant_id;
+  me.section = !!msg.broadcast;
+  questions.canPass = me.section;
+  $("broadcast-tile").hidden = !me.section;
+  $("broadcast-buttons").hidden = me.section; // the class watches the host's broadcast
+  $("broadcast-name").textContent = msg.broadcast || "";
   chat.selfId = msg.participant_id;
   useIceServers(msg.ice_servers || []);
   roomEl.textContent = msg.room;
@@ -184,6 +204,15 @@ function onMessage(msg) {
       break;
     case "roster":
       roster.take(msg);
+      break;
+    case "questions":
+      questions.take(msg.waiting);
+      break;
+    case "question_answered":
+      questions.answered.add(msg.question);
+      break;
+    case "sections":
+      sections.take(msg);
       break;
     case "poll_results":
       polls.takeResults(msg);

@@ -124,7 +124,16 @@ def create_app(settings: Settings | None = None) -> SkyClassroom:
         await ingest.start()  # a job a restart interrupted is done again
         hls = HlsPolicy(settings.hls_dir, settings.hls_above) if settings.hls else None
         recorder = catalog if settings.record else None
-        rooms = Rooms(pool, store, node_id, recorder, schedule.title_now, hls, lambda: schedule.timetable)
+        rooms = Rooms(
+            pool,
+            store,
+            node_id,
+            recorder,
+            schedule.title_now,
+            hls,
+            lambda: schedule.timetable,
+            frozenset(settings.broadcast_rooms),
+        )
         url = settings.public_url or f"http://{settings.host}:{settings.port}"
         cluster = Cluster(rooms, store, bus, settings.relay_address, url)
         signer = MediaSigner(settings.media_secret, parse_duration(settings.media_url_ttl))

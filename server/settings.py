@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # also ask for HLS when joining); unset: only those who ask. `hls = false` turns the tier off.
     hls: bool = True
     hls_above: int | None = 1000
+    # Rooms held as broadcasts (大课堂) besides those the timetable names: their pupils join a part
+    # on the node their session landed on, so one room can hold a city (docs/broadcasts.md).
+    broadcast_rooms: list[str] = []
     # Every broadcast is recorded (WebM) into data_dir/recordings unless this is off.
     record: bool = True
     # The timetable file (YAML or JSON, docs/timetable.md); unset: the last one edited through the

@@ -29,10 +29,21 @@ from ..rooms import events as ev
 from ..rooms.actions import ACTIONS
 from ..rooms.cascade import Address, EdgeSide, Origin
 from ..rooms.quality import QualityBook
+from ..rooms.sections import Part, State, node_part
 from ..rooms.stream import Delivery
 from ..state import Bus, Store, StoreUnavailable
 from ..tokens import Role
-from .handles import JoinResult, LocalHandle, RemoteHandle, RemoteMember, RoomHandle
+from .handles import (
+    AtEdge,
+    BroadcastView,
+    Here,
+    JoinResult,
+    LocalHandle,
+    RemoteHandle,
+    RemoteMember,
+    RoomHandle,
+    SessionViewing,
+)
 from .link import Link, NodeUnreachable, RemoteFailure, RoomUnavailable
 from .node import HEARTBEAT_S, LEASE_S, Node
 
@@ -60,6 +71,7 @@ class Cluster:
         self.joins_waiting = 0
         self._beats: asyncio.Task[None] | None = None
         rooms.on_closed = self._released
+        rooms.uplink = self
         self.on_revoked: Callable[[list[str]], int] = lambda keys: 0  # closes this node's sessions of them
 
     def _load(self) -> tuple[int, int]:
@@ -82,13 +94,16 @@ class Cluster:
     ) -> tuple[RoomHandle, JoinResult]:
         """Join ``room`` wherever it is held; raises ``NodeUnreachable`` or ``StoreUnavailable``
         when it cannot be reached now (the client retries)."""
+        if member.role is Role.STUDENT and self.rooms.is_broadcast(room):
+            name, part = node_part(room, self.id)  # admitted here: no other node is asked
+            return await self._join_here(name, member, delivery, resume, part)
         dead_owner: str | None = None
         while True:
             owner = await self.node.place(room, dead_owner)
             if owner == self.id:
                 return await self._join_here(room, member, delivery, resume)
             key = secrets.token_hex(8)
-            handle = RemoteHandle(self.link, self.edge, owner, room, member, key, self.quality)
+            handle = RemoteHandle(self.link, self.edge, owner, room, member, key, self.quality, self.broadcast_viewing)
             self._sessions[key] = (member, handle)
             try:
                 return handle, await handle.join(delivery, resume)
@@ -103,7 +118,7 @@ class Cluster:
                 raise
 
     async def _join_here(
-        self, room: str, member: Member, delivery: Delivery, resume: str | None
+        self, room: str, member: Member, delivery: Delivery, resume: str | None, part: Part | None = None
     ) -> tuple[LocalHandle, JoinResult]:
         """Joins of the rooms held here, also those relayed by other nodes, pass one gate: a storm
         queues instead of piling thousands of half-done joins on the store."""
@@ -115,22 +130,58 @@ class Cluster:
         finally:
             self.joins_waiting -= 1
         try:
-            return await self._admit(room, member, delivery, resume)
+            return await self._admit(room, member, delivery, resume, part)
         finally:
             self._joining.release()
 
     async def _admit(
-        self, room: str, member: Member, delivery: Delivery, resume: str | None
+        self, room: str, member: Member, delivery: Delivery, resume: str | None, part: Part | None
     ) -> tuple[LocalHandle, JoinResult]:
-        if self.rooms.get(room) is None:
+        if part is not None:  # a node's part of a broadcast: this node's alone, never placed
+            self.rooms.create(room, part)
+        elif self.rooms.get(room) is None:
             lock = self._adopting.setdefault(room, asyncio.Lock())
             async with lock:
                 if self.rooms.get(room) is None:
                     await self._adopt(room)
             self._adopting.pop(room, None)
         held, resumed, seat = await self.rooms.join(room, member, resume)
-        handle = LocalHandle(self.rooms, held, member, self.quality)
+        viewing: SessionViewing | None = None
+        if held.part is not None and not isinstance(member, RemoteMember):  # remote: viewed where its session is
+            viewing = BroadcastView(self.broadcast_viewing, held.part.part.broadcast, secrets.token_hex(8))
+        handle = LocalHandle(self.rooms, held, member, self.quality, viewing)
         return handle, await handle.join_result(resumed, seat, delivery)
+
+    async def broadcast_viewing(self, broadcast: str, key: str) -> SessionViewing:
+        """Where session ``key``, a member of one of ``broadcast``'s parts, watches it: the
+        broadcast's room when held here, else this node's edge of it."""
+        owner = await self.node.place(broadcast)
+        if owner == self.id:
+            return Here(self.rooms.get(broadcast) or self.rooms.create(broadcast), self.quality, guest=True)
+        return AtEdge(self.edge, Origin(broadcast, owner, ""), key, self.quality, watcher=True)
+
+    # Uplink: a broadcast and its parts, wherever each is held
+
+    async def to_host(self, broadcast: str, message: dict[str, Any]) -> State:
+        owner = await self.node.place(broadcast)
+        if owner == self.id:
+            return self.rooms.from_part(broadcast, message)
+        state: State = await self.link.call(owner, "to_host", {"broadcast": broadcast, "message": message})
+        return state
+
+    async def to_parts(self, broadcast: str, nodes: set[str], state: State) -> None:
+        async def tell(node: str) -> None:
+            try:
+                if node == self.id:
+                    await self.rooms.to_parts(broadcast, state)
+                else:
+                    await self.link.call(node, "to_parts", {"broadcast": broadcast, "state": state})
+            except (NodeUnreachable, RoomUnavailable, RemoteFailure) as exc:
+                log.warning(
+                    "broadcast %s: node %s did not hear its state (its next summary does): %s", broadcast, node, exc
+                )
+
+        await asyncio.gather(*(tell(node) for node in nodes))
 
     async def _adopt(self, room: str) -> None:
         """Take the room on. If a node that died held it, its roster entries go, and its open stays
@@ -185,6 +236,13 @@ class Cluster:
             return await self._on_feed(op, payload)
         if op == "revoke":
             return self.on_revoked(payload["keys"])
+        if op == "to_host":
+            broadcast = payload["broadcast"]
+            if self.rooms.get(broadcast) is None and await self._store.room_owner(broadcast) != self.id:
+                raise RoomUnavailable(f"Broadcast {broadcast!r} is moving to another node")
+            return self.rooms.from_part(broadcast, payload["message"])
+        if op == "to_parts":
+            return await self.rooms.to_parts(payload["broadcast"], payload["state"])
         room_name, key, info = payload["room"], payload["key"], payload["member"]
         if op == "join":
             if self.rooms.get(room_name) is None and await self._store.room_owner(room_name) != self.id:
@@ -217,6 +275,8 @@ class Cluster:
     async def _on_feed(self, op: str, payload: dict[str, Any]) -> None:
         """An edge node asks for (or gives up) a room's broadcast."""
         room = self.rooms.get(payload["room"])
+        if room is None and op == "feed" and await self._store.room_owner(payload["room"]) == self.id:
+            room = self.rooms.create(payload["room"])  # a broadcast its parts' viewers watch before its host joins
         if room is None:
             if op == "unfeed":
                 return
@@ -309,7 +369,7 @@ class Cluster:
         return room if room is not None and room.members.get(member.participant_id) is member else None
 
     async def _renew(self) -> None:
-        names = [room.name for room in self.rooms]
+        names = [room.name for room in self.rooms if room.part is None or not room.part.part.shard]
         for name in await self._store.renew_rooms(self.id, names, LEASE_S):
             room = self.rooms.get(name)
             if room is not None:

@@ -5,12 +5,13 @@ a ``LocalHandle`` of a ``RemoteMember``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..rooms import Member, Room, Rooms
 from ..rooms import events as ev
-from ..rooms.actions import Message, operation_of, perform
+from ..rooms.actions import Message, Viewing, operation_of, perform
 from ..rooms.cascade import EdgeSide, Origin
 from ..rooms.quality import QualityBook, QualityReport
 from ..rooms.stream import Delivery
@@ -26,6 +27,8 @@ class JoinResult:
     incarnation: str = ""  # which holding of the room this is (a room held again is another)
     hls: str | None = None  # the playlist this viewer watches instead of a WebRTC subscription
     resume: str = ""  # the secret that lets a later connection take this seat over
+    broadcast: str = ""  # the room is a part of this broadcast, whose media its members watch
+    section: str = ""  # the part's class name, when it is a class (a section)
 
 
 class RoomHandle(Protocol):
@@ -43,37 +46,96 @@ class RoomHandle(Protocol):
     async def leave(self) -> None: ...
 
 
+class SessionViewing(Viewing, Protocol):
+    async def drop(self, member: Member) -> None:
+        """The session is gone: its subscription goes, unless the room keeps it for a resume."""
+
+
+BroadcastViewer = Callable[[str, str], Awaitable[SessionViewing]]  # (broadcast, session key) -> its viewing
+
+
 class LocalHandle:
-    def __init__(self, rooms: Rooms, room: Room, member: Member, quality: QualityBook) -> None:
+    def __init__(
+        self, rooms: Rooms, room: Room, member: Member, quality: QualityBook, viewing: SessionViewing | None = None
+    ) -> None:
         self.name = room.name
         self._rooms = rooms
         self._room = room
         self._member = member
-        self._here = _Here(room, quality)
+        self._quality = quality
+        self._here = viewing or Here(room, quality)
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
         hand = await self._room.interaction.hand_raised(self._member.participant_id)
         hls = await self._room.delivery(self._member, delivery)
-        return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat)
+        part = self._room.part
+        broadcast, section = (part.part.broadcast, part.part.label if part.part.section else "") if part else ("", "")
+        return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat, broadcast, section)
 
     async def perform(self, action: Message) -> Message | None:
         return await perform(self._room, self._here, self._member, action)
 
     async def disconnect(self) -> None:
+        await self._here.drop(self._member)
         self._rooms.disconnect(self._room, self._member)
 
     async def leave(self) -> None:
-        self._here.quality.forget(self.name, self._member.participant_id)
+        self._quality.forget(self.name, self._member.participant_id)
+        await self._here.drop(self._member)
         await self._rooms.leave(self._room, self._member)
 
 
-class _Here:
-    """``Viewing`` for a session whose room is held here: the room's subscriptions; its pupil's
-    reports go to this node's book."""
+class BroadcastView:
+    """``Viewing`` for a member of a broadcast's part: the broadcast's own media, from this node
+    (found at the first subscription, again after a drop)."""
 
-    def __init__(self, room: Room, quality: QualityBook) -> None:
+    def __init__(self, viewer: BroadcastViewer, broadcast: str, key: str) -> None:
+        self._viewer = viewer
+        self._broadcast = broadcast
+        self._key = key
+        self._viewing: SessionViewing | None = None
+
+    async def _at(self) -> SessionViewing:
+        if self._viewing is None:
+            self._viewing = await self._viewer(self._broadcast, self._key)
+        return self._viewing
+
+    async def subscribe(self, member: Member) -> str:
+        return await (await self._at()).subscribe(member)
+
+    async def accept_answer(self, member: Member, sdp: str) -> None:
+        await (await self._at()).accept_answer(member, sdp)
+
+    async def add_subscriber_candidate(
+        self, member: Member, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        await (await self._at()).add_subscriber_candidate(member, candidate, sdp_mid, sdp_mline_index)
+
+    async def save_data(self, member: Member, on: bool) -> None:
+        await (await self._at()).save_data(member, on)
+
+    async def report_quality(self, member: Member, report: QualityReport) -> None:
+        await (await self._at()).report_quality(member, report)
+
+    async def drop(self, member: Member) -> None:
+        viewing, self._viewing = self._viewing, None
+        if viewing is not None:
+            await viewing.drop(member)
+
+
+class Here:
+    """``Viewing`` for a session whose room is held here: the room's subscriptions; its pupil's
+    reports go to this node's book. A ``guest`` watches a broadcast held here from one of its
+    parts: its subscription goes with its session."""
+
+    def __init__(self, room: Room, quality: QualityBook, guest: bool = False) -> None:
         self._room = room
         self.quality = quality
+        self._guest = guest
+
+    async def drop(self, member: Member) -> None:
+        if self._guest:
+            await self._room.broadcast.unsubscribe(member.participant_id)
 
     async def subscribe(self, member: Member) -> str:
         return await self._room.subscribe(member)
@@ -122,6 +184,7 @@ class RemoteHandle:
         member: Member,
         key: str,
         quality: QualityBook,
+        viewer: BroadcastViewer,
     ) -> None:
         self.name = name
         self.quality = quality  # this node's pupils' reports: kept here, not at the room
@@ -130,7 +193,9 @@ class RemoteHandle:
         self._link = link
         self._edges = edges
         self._member = member
+        self._viewer = viewer
         self.origin = Origin(name, owner, "")
+        self._view: SessionViewing = AtEdge(edges, self.origin, key, quality)
 
     async def _call(self, op: str, args: dict[str, Any]) -> Any:
         member = self._member
@@ -146,37 +211,45 @@ class RemoteHandle:
     async def join(self, delivery: Delivery, resume: str | None) -> JoinResult:
         result = JoinResult(**await self._call("join", {"delivery": delivery, "resume": resume}))
         self.origin = Origin(self.name, self.owner, result.incarnation)
+        if result.broadcast:
+            self._view = BroadcastView(self._viewer, result.broadcast, self.key)
+        else:
+            self._view = AtEdge(self._edges, self.origin, self.key, self.quality)
         return result
 
     async def perform(self, action: Message) -> Message | None:
         operation = operation_of(action)
         if operation.for_viewer(action):
             assert operation.view is not None
-            return await operation.view(_AtEdge(self), self._member, action)
+            return await operation.view(self._view, self._member, action)
         reply = await self._call(operation.name, action.model_dump(mode="json"))
         return operation.reply.model_validate(reply) if operation.reply is not None and reply is not None else None
 
     async def disconnect(self) -> None:
-        await self._edges.drop(self.origin, self.key)  # a resumed session subscribes afresh
+        await self._view.drop(self._member)  # a resumed session subscribes afresh
         await self._call("disconnect", {})
 
     async def leave(self) -> None:
         self.quality.forget(self.name, self._member.participant_id)
-        await self._edges.drop(self.origin, self.key)
+        await self._view.drop(self._member)
         await self._call("leave", {})
 
 
-class _AtEdge:
+class AtEdge:
     """``Viewing`` for a session whose room is held elsewhere: its subscription is served here."""
 
-    def __init__(self, handle: RemoteHandle) -> None:
-        self._edges = handle._edges
-        self._origin = handle.origin
-        self._key = handle.key
-        self._quality = handle.quality
+    def __init__(self, edges: EdgeSide, origin: Origin, key: str, quality: QualityBook, watcher: bool = False) -> None:
+        self._edges = edges
+        self._origin = origin
+        self._key = key
+        self._quality = quality
+        self._watcher = watcher  # watches the teacher's broadcast whatever its role (a part's member)
+
+    async def drop(self, member: Member) -> None:
+        await self._edges.drop(self._origin, self._key)
 
     async def subscribe(self, member: Member) -> str:
-        return await self._edges.subscribe(self._origin, self._key, member)
+        return await self._edges.subscribe(self._origin, self._key, member, self._watcher)
 
     async def accept_answer(self, member: Member, sdp: str) -> None:
         await self._edges.accept_answer(self._origin, self._key, sdp)

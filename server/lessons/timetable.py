@@ -7,6 +7,8 @@ File format (YAML; JSON is YAML too), documented in docs/timetable.md:
     slots:
       - {class: g9-1, days: [mon, tue, wed, thu, fri], start: "08:00", end: "08:45",
          subject: 数学, mode: live, recording: demo}
+      - {class: g9-1, start: "09:00", end: "09:45", subject: 物理, mode: live, recording: demo,
+         broadcast: g9-physics}   # 大课堂: the class is a section of this broadcast room
 
 A slot's ``recording`` is what a ``recorded`` slot plays, and the fallback of a ``live`` one.
 Every problem is reported with the line it is on; a timetable with problems is refused whole.
@@ -61,6 +63,7 @@ class Slot:
     mode: Mode
     recording: str | None
     line: int
+    broadcast: str | None = None  # the class is a section of this broadcast room (大课堂) in this slot
 
     def covers(self, when: dt.datetime) -> bool:
         return when.weekday() in self.days and self.start <= when.time() < self.end
@@ -79,6 +82,16 @@ class Timetable:
         when = when or dt.datetime.now()
         return next((s for s in self.slots if s.class_id == class_id and s.covers(when)), None)
 
+    def broadcast_of(self, class_id: str, when: dt.datetime | None = None) -> str | None:
+        """The broadcast room whose section ``class_id`` is now, if any."""
+        slot = self.now(class_id, when)
+        return slot.broadcast if slot is not None else None
+
+    def broadcasts(self, when: dt.datetime | None = None) -> set[str]:
+        """The broadcast rooms some class is a section of now."""
+        when = when or dt.datetime.now()
+        return {s.broadcast for s in self.slots if s.broadcast and s.covers(when)}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "classes": [vars(c) for c in self.classes.values()],
@@ -91,6 +104,7 @@ class Timetable:
                     "subject": s.subject,
                     "mode": s.mode.value,
                     "recording": s.recording,
+                    **({"broadcast": s.broadcast} if s.broadcast else {}),
                 }
                 for s in self.slots
             ],
@@ -236,9 +250,13 @@ def _slot(
             problems.append(f"line {line}: {problem}")
     if mode is Mode.RECORDED and recording is None:
         problems.append(f"line {line}: a recorded slot needs a 'recording' (a lesson of the library)")
+    broadcast_node = fields.get("broadcast")
+    broadcast = str(broadcast_node.value) if isinstance(broadcast_node, yaml.ScalarNode) else None
+    if broadcast is not None and (broadcast == class_id or broadcast in classes):
+        problems.append(f"line {line}: a class's slot cannot be a section of a class ({broadcast!r})")
     if len(problems) > before or class_id is None or start is None or end is None:
         return None
-    return Slot(class_id, days, start, end, subject, mode, recording, line)
+    return Slot(class_id, days, start, end, subject, mode, recording, line, broadcast)
 
 
 def _days(node: yaml.Node | None, line: int, problems: list[str]) -> frozenset[int]:

@@ -100,6 +100,28 @@ class PollClose(Message):
     show: bool = False  # show the results to the class
 
 
+class Ask(Message):
+    type: Literal["ask"]
+    text: str = Field(min_length=1, max_length=300)
+
+
+class QuestionAction(Message):
+    question_id: str = Field(min_length=1, max_length=32)
+
+
+class PassQuestion(QuestionAction):
+    type: Literal["pass_question"]  # a class teacher sends a question on to the broadcast's host
+
+
+class AnswerQuestion(QuestionAction):
+    type: Literal["answer_question"]
+    answer: str = Field(default="", max_length=500)  # shown with the question; "" when said aloud
+
+
+class DismissQuestion(QuestionAction):
+    type: Literal["dismiss_question"]
+
+
 class Remove(Message):
     type: Literal["remove"]
     participant_id: str = Field(min_length=1, max_length=64)
@@ -350,7 +372,30 @@ async def report_quality(viewing: Viewing, member: Member, message: Qoe) -> None
     rate=Rate(1.0, 5, "a chat message a second"),
 )
 async def chat(room: Room, member: Member, message: Chat) -> None:
+    if room.part is not None and room.part.part.shard and member.role is Role.STUDENT:
+        raise ClassroomError("forbidden", "A broadcast has no class chat; ask the host a question instead")
     room.interaction.chat(member, message.text)
+
+
+# A question waits in a queue the teacher moderates; a flood of them is one participant's budget.
+@action(Ask, STUDENTS, "ask a question", rate=Rate(0.1, 3, "a question every 10 s"))
+async def ask(room: Room, member: Member, message: Ask) -> None:
+    await room.ask(member, message.text)
+
+
+@action(PassQuestion, PUBLISHERS, "pass a question on")
+async def pass_question(room: Room, member: Member, message: PassQuestion) -> None:
+    await room.pass_on(message.question_id)
+
+
+@action(AnswerQuestion, PUBLISHERS, "answer a question")
+async def answer_question(room: Room, member: Member, message: AnswerQuestion) -> None:
+    room.answer_question(message.question_id, message.answer)
+
+
+@action(DismissQuestion, PUBLISHERS, "dismiss a question")
+async def dismiss_question(room: Room, member: Member, message: DismissQuestion) -> None:
+    room.dismiss_question(message.question_id)
 
 
 @action(RaiseHand, STUDENTS, "raise a hand")
@@ -360,7 +405,9 @@ async def set_hand(room: Room, member: Member, message: RaiseHand) -> None:
 
 @action(PollOpen, PUBLISHERS, "open a poll", reply=PollOpened)
 async def open_poll(room: Room, member: Member, message: PollOpen) -> PollOpened:
-    return PollOpened(poll_id=room.interaction.open_poll(message.question, message.options))
+    opened = PollOpened(poll_id=room.interaction.open_poll(message.question, message.options))
+    room.push_state()  # a broadcast's pupils answer it in their parts
+    return opened
 
 
 @action(PollAnswer, STUDENTS, "answer a poll")
@@ -371,6 +418,7 @@ async def answer_poll(room: Room, member: Member, message: PollAnswer) -> None:
 @action(PollClose, PUBLISHERS, "close a poll")
 async def close_poll(room: Room, member: Member, message: PollClose) -> None:
     await room.interaction.close_poll(message.poll_id, message.show)
+    room.push_state()
 
 
 @action(Remove, PUBLISHERS, "remove a participant")

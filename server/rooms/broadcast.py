@@ -44,6 +44,7 @@ class Broadcast:
         self.edges = OriginSide(room, media)  # other nodes' viewers, fed once per node
         self.stream = stream
         self._journal = journal
+        self.on_live_changed: Callable[[], None] = lambda: None  # a broadcast's parts are told
 
     @property
     def live(self) -> bool:
@@ -91,6 +92,7 @@ class Broadcast:
     def _tell_viewers(self, *, live: bool) -> None:
         """Everyone but the publisher: viewers whose media comes through another node too."""
         tell([m for m in self._members.everyone() if m.participant_id != self.publisher_id], ev.BroadcastChanged(live))
+        self.on_live_changed()
 
     async def _publication_failed(self, member: Member) -> None:
         log.warning("room %s: the teacher's connection failed", self._room)

@@ -120,13 +120,14 @@ class EdgeSide:
         """Rooms held elsewhere whose broadcast this node receives."""
         return len(self._feeds)
 
-    async def subscribe(self, origin: Origin, key: str, member: Member) -> str:
-        """A fresh subscription for ``member``'s session ``key``, fed from ``origin``'s broadcast; its offer."""
+    async def subscribe(self, origin: Origin, key: str, member: Member, watcher: bool = False) -> str:
+        """A fresh subscription for ``member``'s session ``key``, fed from ``origin``'s broadcast
+        (the teacher's too when ``watcher``: a class teacher watching a broadcast); its offer."""
         feed = await self._feed(origin)
         await self._close_subscription(feed, key)
         subscription, offer = await self._media.subscribe(origin.room, on_quality=quality_teller(member))
         feed.subscriptions[key] = subscription
-        if member.role not in PUBLISHERS:
+        if watcher or member.role not in PUBLISHERS:
             await self._media.attach(subscription, feed.feeds["teacher"])
         await self._media.attach(subscription, feed.feeds["stage"], "stage")
         return offer

@@ -91,6 +91,54 @@ class Roster:
 
 
 @dataclass(frozen=True, slots=True)
+class QuestionItem:
+    question_id: str
+    name: str
+    section: str
+    text: str
+    at: float
+    answer: str = ""
+    answered: bool = False
+    passed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Questions:
+    """To the teachers: the questions waiting for them."""
+
+    waiting: tuple[QuestionItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionAnswered:
+    """To everyone the answer reaches: a question and its answer."""
+
+    question: QuestionItem
+
+
+@dataclass(frozen=True, slots=True)
+class SectionRow:
+    """One part of a broadcast as its host sees it: a class (its section) or the pupils of one node
+    who watch without a class."""
+
+    part: str
+    label: str
+    pupils: int
+    hands: int
+    questions: int  # waiting for the class teacher
+    poll_counts: tuple[int, ...] = ()  # this part's answers to the host's open poll
+
+
+@dataclass(frozen=True, slots=True)
+class Sections:
+    """To a broadcast's hosts: its parts as rows, and the totals (never the pupils' names)."""
+
+    rows: tuple[SectionRow, ...]
+    pupils: int
+    hands: int
+
+
+@dataclass(frozen=True, slots=True)
 class Invited:
     """To a student: you may publish now (you are on stage)."""
 
@@ -133,6 +181,9 @@ Event = (
     | PollResults
     | PollClosed
     | Roster
+    | Questions
+    | QuestionAnswered
+    | Sections
     | Invited
     | StageChanged
     | Removed

@@ -21,6 +21,7 @@ class Poll:
     question: str
     options: tuple[str, ...]
     open: bool = True
+    shown: bool = False  # its results were shown to the class when it closed
 
 
 class Interaction:
@@ -30,6 +31,8 @@ class Interaction:
         self._members = members
         self._changed = changed  # what teachers see changed: refresh their view (coalesced)
         self.poll: Poll | None = None
+        # answers counted elsewhere (a broadcast's parts), by poll id and number of options
+        self.counted_elsewhere: Callable[[str, int], list[int]] = lambda poll_id, options: [0] * options
 
     async def greet(self, member: Member) -> list[ev.Event]:
         """What a joiner is told now: a teacher the hands and the poll's results; a student the
@@ -75,6 +78,20 @@ class Interaction:
         self._changed()
         return poll.poll_id
 
+    def mirror_poll(self, poll_id: str, question: str, options: list[str]) -> None:
+        """The broadcast's host opened a poll: this part's pupils answer it here."""
+        self.poll = Poll(poll_id, question, tuple(options))
+        tell(self._members.students(), ev.PollOpened(poll_id, question, tuple(options)))
+        self._changed()
+
+    async def end_mirror(self, overall: ev.PollResults, shown: bool) -> None:
+        """The host closed it: the class teacher sees the class's counts, the pupils the overall ones
+        (when the host shows them)."""
+        poll = self._open(overall.poll_id)
+        poll.open, poll.shown = False, shown
+        tell(self._members.watchers(), await self.results())
+        tell(self._members.students(), overall if shown else ev.PollClosed(poll.poll_id))
+
     def _open(self, poll_id: str) -> Poll:
         poll = self.poll
         if poll is None or poll.poll_id != poll_id or not poll.open:
@@ -91,7 +108,7 @@ class Interaction:
 
     async def close_poll(self, poll_id: str, show: bool) -> None:
         poll = self._open(poll_id)
-        poll.open = False
+        poll.open, poll.shown = False, show
         results = await self.results()
         tell(self._members.watchers(), results)
         tell(self._members.students(), results if show else ev.PollClosed(poll_id))
@@ -100,8 +117,8 @@ class Interaction:
         """The current poll's counts (final once it is closed)."""
         assert self.poll is not None
         poll = self.poll
-        counts = [0] * len(poll.options)
+        counts = self.counted_elsewhere(poll.poll_id, len(poll.options))
         answers = await self._store.poll_answers(self._room, poll.poll_id)
         for choice in answers.values():
             counts[choice] += 1
-        return ev.PollResults(poll.poll_id, poll.question, poll.options, tuple(counts), len(answers), not poll.open)
+        return ev.PollResults(poll.poll_id, poll.question, poll.options, tuple(counts), sum(counts), not poll.open)

@@ -6,6 +6,7 @@ broadcast with its subscriptions and recording (``broadcast``), and the student 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -22,6 +23,8 @@ from .cascade import OriginSide
 from .interaction import Interaction, Poll
 from .journal import Journal
 from .members import ClassroomError, Member, Members, tell
+from .questions import Question, Questions
+from .sections import HostSide, Part, PartSide, State, Uplink
 from .stage import Stage
 from .stream import Delivery, HlsPolicy, RoomStream
 
@@ -44,6 +47,8 @@ class Room:
         title: Callable[[str], str] = str,
         hls: HlsPolicy | None = None,
         timetable: Callable[[], Timetable] = Timetable,
+        part: Part | None = None,
+        uplink: Uplink | None = None,
     ) -> None:
         self.name = name
         self._media = media
@@ -55,12 +60,23 @@ class Room:
         stream = RoomStream(name, media, hls)
         self.broadcast = Broadcast(name, media, store, self.members, catalog, title, stream, self.journal)
         self.stage = Stage(name, media, self.members, self.broadcast)
+        self.questions = Questions(self.members, self._schedule_notify)
         self._notify_timer: asyncio.TimerHandle | None = None
         self._class_told_at = -CLASS_PRESENCE_INTERVAL_S
+        # a broadcast's parts report here; a part of one reports to it (``sections``)
+        self.host = HostSide(name, uplink, self._schedule_notify) if uplink is not None else None
+        self.part: PartSide | None = None
+        if uplink is not None and part is not None:
+            hands = self._count_hands
+            self.part = PartSide(name, part, node, uplink, self.members, self.interaction, self.questions, hands)
+        elif self.host is not None:
+            self.interaction.counted_elsewhere = self.host.poll_counts
+            self.broadcast.on_live_changed = self.push_state
 
     @property
     def live(self) -> bool:
-        return self.broadcast.live
+        """The teacher broadcasts now (for a part: the broadcast's host)."""
+        return self.part.live if self.part is not None else self.broadcast.live
 
     @property
     def edges(self) -> OriginSide:
@@ -86,7 +102,8 @@ class Room:
             self.journal.teacher_joined(member.participant_id)
         if member.role in SEES_PRESENCE:
             member.deliver(ev.Presence(await self._store.count(self.name, Role.STUDENT)))
-        for event in [*await self.interaction.greet(member), *self.stage.greet()]:
+        greeting = [*await self.interaction.greet(member), *self.stage.greet(), *self.questions.greet(member)]
+        for event in [*greeting, *(self.part.greet() if self.part is not None else ())]:
             member.deliver(event)
         self._schedule_notify()
         return resumed, seat
@@ -94,7 +111,7 @@ class Room:
     async def delivery(self, member: Member, wanted: Delivery) -> str | None:
         """The HLS playlist ``member`` watches instead of a WebRTC subscription, if any."""
         stream = self.broadcast.stream
-        if not stream.assigns(member.role, wanted, len(self.members)):
+        if self.part is not None or not stream.assigns(member.role, wanted, len(self.members)):
             return None
         await stream.add_viewer(self.broadcast.publication)
         return stream.url
@@ -185,13 +202,15 @@ class Room:
     def _schedule_notify(self) -> None:
         """Teachers' views (count, roster, hands, poll results) are refreshed together, coalesced:
         a join storm is a few updates a second to each teacher, not one per join to everyone."""
+        if self.part is not None:
+            self.part.changed()
         if self._notify_timer is None:
             loop = asyncio.get_running_loop()
             self._notify_timer = loop.call_later(NOTIFY_INTERVAL_S, lambda: asyncio.ensure_future(self._notify()))
 
     async def _notify(self) -> None:
         self._notify_timer = None
-        students = await self._store.count(self.name, Role.STUDENT)
+        students = await self._store.count(self.name, Role.STUDENT) + (self.host.pupils if self.host else 0)
         now = time.monotonic()
         if now - self._class_told_at >= CLASS_PRESENCE_INTERVAL_S:  # the class gets the count, rarely
             self._class_told_at = now
@@ -216,11 +235,71 @@ class Room:
             ),
             len(listed),
         )
-        updates: list[ev.Event] = [ev.Presence(students), roster, hands]
+        updates: list[ev.Event] = [ev.Presence(students), roster, hands, self.questions.view()]
         if self.poll is not None and self.poll.open:
             updates.append(await self.interaction.results())
+        if self.host:
+            updates.append(self.host.sections(self.poll.poll_id if self.poll is not None else None))
         for event in updates:
             tell(watchers, event)
+
+    async def _count_hands(self) -> int:
+        return len(await self._store.hands(self.name))
+
+    # A broadcast's host and parts (``sections``) ------------------------------------------------
+
+    def state(self) -> State:
+        """What this broadcast's parts show their members."""
+        poll = self.poll
+        return {
+            "live": self.broadcast.live,
+            "incarnation": self.incarnation,
+            "poll": None
+            if poll is None
+            else {
+                "poll_id": poll.poll_id,
+                "question": poll.question,
+                "options": list(poll.options),
+                "open": poll.open,
+                "shown": poll.shown,
+                "counts": self.host.poll_counts(poll.poll_id, len(poll.options)) if self.host else [],
+            },
+            "answered": [dataclasses.asdict(q.to_event()) for q in self.questions.answered],
+        }
+
+    def push_state(self) -> None:
+        if self.host:
+            asyncio.ensure_future(self.host.push(self.state()))
+
+    def from_part(self, message: dict[str, object]) -> State:
+        """A part's summary, or a question for the host's queue; the broadcast's state in reply."""
+        if self.host is None or self.part is not None:
+            raise ClassroomError("bad_state", f"Room {self.name!r} is not a broadcast")
+        if message.get("kind") == "question":
+            self.questions.add(Question.of(ev.QuestionItem(**message["question"])))  # type: ignore[arg-type]
+        else:
+            self.host.heard(message)
+        return self.state()
+
+    async def ask(self, member: Member, text: str) -> None:
+        part = self.part
+        if part is not None and part.part.shard:  # no class teacher: the host's queue
+            await part.ask_host(Question.new(member, text, ""))
+        else:
+            self.questions.add(Question.new(member, text, part.part.label if part is not None else ""))
+
+    async def pass_on(self, question_id: str) -> None:
+        if self.part is None:
+            raise ClassroomError("bad_state", "This class is not a section of a broadcast now; answer it here")
+        await self.part.ask_host(self.questions.passed_on(question_id))
+
+    def answer_question(self, question_id: str, answer: str) -> None:
+        """Shown to everyone here, and to every part when this is a broadcast."""
+        self.tell_all(self.questions.answer(self.questions.take(question_id), answer))
+        self.push_state()
+
+    def dismiss_question(self, question_id: str) -> None:
+        self.questions.take(question_id)
 
     async def resync(self) -> None:
         """Write this room's facts to the store again (it came back after losing them)."""
@@ -231,6 +310,8 @@ class Room:
     async def close(self) -> None:
         if self._notify_timer is not None:
             self._notify_timer.cancel()
+        if self.part is not None:
+            await self.part.close()
         for member in self.members.everyone():
             await self.leave(member)
         await self.broadcast.close()
@@ -248,6 +329,7 @@ class Rooms:
         title: Callable[[str], str] = str,
         hls: HlsPolicy | None = None,
         timetable: Callable[[], Timetable] = Timetable,
+        broadcasts: frozenset[str] = frozenset(),
     ) -> None:
         self.media = media
         self.catalog = catalog
@@ -257,6 +339,8 @@ class Rooms:
         self.store = store
         self.node = node
         self.on_closed: Callable[[str], object] = lambda name: None  # a room emptied and was let go
+        self.broadcasts = broadcasts  # rooms always held as broadcasts, besides the timetable's
+        self.uplink: Uplink | None = None  # how broadcasts and their parts reach each other
         self._rooms: dict[str, Room] = {}
 
     def __len__(self) -> int:
@@ -268,13 +352,42 @@ class Rooms:
     def get(self, name: str) -> Room | None:
         return self._rooms.get(name)
 
-    def create(self, name: str) -> Room:
+    def create(self, name: str, part: Part | None = None) -> Room:
+        """The room ``name`` held here; a class the timetable makes a broadcast's section now is
+        held as that part of it."""
         room = self._rooms.get(name)
         if room is None:
+            timetable = self.timetable()
+            if part is None and (broadcast := timetable.broadcast_of(name)) is not None:
+                school_class = timetable.classes.get(name)
+                part = Part(broadcast, school_class.name if school_class else name, name)
             room = self._rooms[name] = Room(
-                name, self.media, self.store, self.node, self.catalog, self.title, self.hls, self.timetable
+                name,
+                self.media,
+                self.store,
+                self.node,
+                self.catalog,
+                self.title,
+                self.hls,
+                self.timetable,
+                part,
+                self.uplink,
             )
         return room
+
+    def is_broadcast(self, name: str) -> bool:
+        """Whether ``name``'s pupils join it through their node's part (``sections``)."""
+        return name in self.broadcasts or name in self.timetable().broadcasts()
+
+    def from_part(self, broadcast: str, message: dict[str, object]) -> State:
+        """A part's message for ``broadcast``, whose holding this node claimed."""
+        return self.create(broadcast).from_part(message)
+
+    async def to_parts(self, broadcast: str, state: State) -> None:
+        """The broadcast's state, for its parts held here."""
+        for room in self:
+            if room.part is not None and room.part.part.broadcast == broadcast:
+                await room.part.apply(state)
 
     async def join(self, name: str, member: Member, resume: str | None = None) -> tuple[Room, bool, str]:
         """The room ``member`` is now in, whether it resumed a dropped session, and its seat's secret."""

@@ -167,6 +167,8 @@ class Joined(Message):
     server_time: float = 0.0  # epoch seconds when this was sent: pages play a recorded slot in step by it
     next_lesson: NextLesson | None = None  # no slot now: the class's next one today
     ice_servers: list[IceServer] = Field(default_factory=list)  # TURN, with this participant's credentials
+    broadcast: str | None = None  # the room is a part of this broadcast (大课堂) now: its members watch it
+    section: str | None = None  # the class's name, when the part is a class
 
 
 class ChatOut(Message):
@@ -224,6 +226,47 @@ class PollResults(Message):
 class PollClosed(Message):
     type: Literal["poll_closed"] = "poll_closed"
     poll_id: str
+
+
+class QuestionOut(Message):
+    question_id: str
+    name: str
+    section: str  # the class it came from; "" without one
+    text: str
+    at: float
+    answer: str = ""
+    answered: bool = False
+    passed: bool = False  # sent on to the broadcast's host
+
+
+class Questions(Message):
+    """To the teachers: the questions waiting for them."""
+
+    type: Literal["questions"] = "questions"
+    waiting: list[QuestionOut]
+
+
+class QuestionAnswered(Message):
+    type: Literal["question_answered"] = "question_answered"
+    question: QuestionOut
+
+
+class SectionRow(Message):
+    part: str
+    label: str  # the class's name, or the node whose pupils watch without a class
+    pupils: int
+    hands: int
+    questions: int
+    poll_counts: list[int]
+
+
+class Sections(Message):
+    """To a broadcast's hosts: its sections as rows, and the totals."""
+
+    type: Literal["sections"] = "sections"
+    rows: list[SectionRow]
+    pupils: int
+    hands: int
 
 
 class Invited(Message):

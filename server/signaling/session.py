@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -76,6 +77,13 @@ def _as_message(event: ev.Event) -> p.ServerMessage:
             )
         case ev.PollClosed(poll_id):
             return p.PollClosed(poll_id=poll_id)
+        case ev.Questions(waiting):
+            return p.Questions(waiting=[p.QuestionOut.model_validate(dataclasses.asdict(q)) for q in waiting])
+        case ev.QuestionAnswered(question):
+            return p.QuestionAnswered(question=p.QuestionOut.model_validate(dataclasses.asdict(question)))
+        case ev.Sections(rows, pupils, hands):
+            out = [p.SectionRow.model_validate(dataclasses.asdict(row)) for row in rows]
+            return p.Sections(rows=out, pupils=pupils, hands=hands)
         case ev.Invited():
             return p.Invited()
         case ev.StageChanged(participant_id, name, muted):
@@ -447,6 +455,8 @@ class Session:
                 hand=result.hand,
                 hls=shared.signer.url(f"/hls/{grant.room}/", PLAYLIST) if result.hls else None,
                 resume=result.resume,
+                broadcast=result.broadcast or None,
+                section=result.section or None,
             )
         )
         for event in held or ():
