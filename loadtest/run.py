@@ -106,6 +106,8 @@ def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[t
         env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
         if args.max_sessions:
             env["SKYCLASS_MAX_SESSIONS"] = str(args.max_sessions)
+        if args.scenario == "flag-raising":  # one room for a city: its pupils join their own process's part
+            env["SKYCLASS_BROADCAST_ROOMS"] = '["flag-raising"]'
         hls_above = getattr(args, "hls_above", None)
         if hls_above is not None:  # "none": HLS only for those who ask (the probes stay on WebRTC)
             env["SKYCLASS_HLS_ABOVE"] = "" if hls_above == "none" else str(int(hls_above))

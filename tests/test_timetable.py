@@ -53,6 +53,11 @@ def test_a_good_timetable() -> None:
         (7, '  - {class: g7-2, start: "09:00", end: "08:00", subject: x, recording: demo}', "line 7: the slot ends"),
         (7, '  - {class: g7-2, start: "08:00", end: "08:45", subject: x, mode: maybe, recording: demo}', "mode must"),
         (2, "  - {id: g9-1, grade: 九年级}", "line 2: grade"),
+        (
+            7,
+            '  - {class: g7-2, start: "08:00", end: "08:45", subject: x, recording: demo, broadcast: g9-1}',
+            "line 7: a class's slot cannot be a section of a class",
+        ),
     ],
 )
 def test_problems_are_named_by_line(line: int, replacement: str, problem: str) -> None:
@@ -61,6 +66,16 @@ def test_problems_are_named_by_line(line: int, replacement: str, problem: str) -
     with pytest.raises(TimetableError) as refused:
         parse_timetable("\n".join(lines), exists)
     assert any(p.startswith(problem) or problem in p for p in refused.value.problems), refused.value.problems
+
+
+def test_a_class_is_a_section_of_a_broadcast_in_its_slot() -> None:
+    text = GOOD.replace("subject: 英语, recording: demo}", "subject: 英语, recording: demo, broadcast: g7-big}")
+    timetable = parse_timetable(text, exists)
+    assert timetable.broadcast_of("g7-2", MONDAY_0830) == "g7-big"
+    assert timetable.broadcast_of("g7-2", MONDAY_0830.replace(hour=9)) is None  # after the slot
+    assert timetable.broadcast_of("g9-1", MONDAY_0830) is None
+    assert timetable.broadcasts(MONDAY_0830) == {"g7-big"}
+    assert timetable.to_json()["slots"][2]["broadcast"] == "g7-big"
 
 
 def test_not_yaml_at_all() -> None:

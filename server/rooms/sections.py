@@ -85,6 +85,7 @@ class PartSide:
         self._hands = hands
         self.live = False
         self.answered: list[ev.QuestionItem] = []  # the host's answers, for joiners
+        self._host_polls: set[str] = set()  # the host's polls taken here (a class teacher's own may follow)
         self._changed = asyncio.Event()
         self._changed.set()  # the host hears of a new part at once
         self._task = asyncio.ensure_future(self._report_forever())
@@ -138,7 +139,8 @@ class PartSide:
             tell(self._members.everyone(), ev.BroadcastChanged(live))
         poll, mine = state.get("poll"), self._interaction.poll
         if poll is not None:
-            if poll["open"] and (mine is None or mine.poll_id != poll["poll_id"]):
+            if poll["open"] and poll["poll_id"] not in self._host_polls:
+                self._host_polls.add(poll["poll_id"])
                 self._interaction.mirror_poll(poll["poll_id"], poll["question"], poll["options"])
             elif not poll["open"] and mine is not None and mine.poll_id == poll["poll_id"] and mine.open:
                 overall = ev.PollResults(
