@@ -99,7 +99,7 @@ def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[t
     with contextlib.ExitStack() as stack:
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skyload-")))
         extra: list[str] = []
-        if args.server_workers > 1:
+        if args.server_workers > 1 or getattr(args, "redis", False):
             redis_url = stack.enter_context(private_redis(out))
             extra = ["--redis", redis_url, "--workers", str(args.server_workers)]
         port = free_port()
@@ -338,6 +338,7 @@ def main() -> None:
     parser.add_argument("--secret", help="its SKYCLASS_SECRET (to sign the learners' tokens)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --server that is not on loopback")
     parser.add_argument("--server-workers", type=int, default=1, help="server processes (> 1: with Redis)")
+    parser.add_argument("--redis", action="store_true", help="the started server on Redis even with one process")
     parser.add_argument("--max-sessions", type=int, default=0, help="SKYCLASS_MAX_SESSIONS for the started server")
     parser.add_argument(
         "--hls-above",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from .conftest import ServerProcess, start_server, stop_server
 from .peers import PatternTrack, SignalingClient, publish, subscribe
 from .test_classroom import joined, until
 from .test_cluster import cluster_redis, no_tracebacks  # noqa: F401 (a fixture)
+from .test_hls import decode_live, wait_for_playlist
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +35,31 @@ slots:
 """
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path, cluster_redis: str) -> Iterator[tuple[str, ServerProcess, ServerProcess]]:  # noqa: F811
+@contextlib.contextmanager
+def broadcast_nodes(
+    tmp_path: Path, redis_url: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, ServerProcess, ServerProcess]]:
+    """Two nodes on one Redis whose timetable makes two classes sections of a broadcast (its name
+    comes first), and with ``flag`` a broadcast without sections."""
     broadcast = f"big-{uuid.uuid4().hex[:6]}"
     timetable = tmp_path / "timetable.yaml"
     timetable.write_text(sections_timetable(broadcast))
-    env = {"SKYCLASS_TIMETABLE": str(timetable), "SKYCLASS_BROADCAST_ROOMS": '["flag"]'}
+    env = {"SKYCLASS_TIMETABLE": str(timetable), "SKYCLASS_BROADCAST_ROOMS": '["flag"]', **(env or {})}
     nodes = []
-    for name in "ab":
-        (tmp_path / name).mkdir()
-        nodes.append(start_server(tmp_path / name, "--redis", cluster_redis, env=env))
     try:
+        for name in "ab":
+            (tmp_path / name).mkdir()
+            nodes.append(start_server(tmp_path / name, "--redis", redis_url, env=env))
         yield broadcast, nodes[0], nodes[1]
     finally:
         for node in nodes:
             stop_server(node)
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, cluster_redis: str) -> Iterator[tuple[str, ServerProcess, ServerProcess]]:  # noqa: F811
+    with broadcast_nodes(tmp_path, cluster_redis) as nodes:
+        yield nodes
 
 
 async def test_sections_of_a_broadcast_on_two_nodes(two_nodes: tuple[str, ServerProcess, ServerProcess]) -> None:
@@ -160,3 +172,35 @@ async def test_pupils_of_a_broadcast_join_their_own_node(two_nodes: tuple[str, S
     finally:
         for client in [host, *pupils]:
             await client.close()
+
+
+async def test_a_broadcast_past_the_threshold_goes_to_hls_on_each_node(tmp_path: Path, cluster_redis: str) -> None:  # noqa: F811
+    """The HLS decision counts the whole broadcast, not a node's part; the playlist is written on the
+    pupil's own node: from the broadcast itself where it is held, from the node's feed elsewhere."""
+    with broadcast_nodes(tmp_path, cluster_redis, {"SKYCLASS_HLS_ABOVE": "3"}) as (_, a, b):
+        host = await joined(a, "flag", "teacher", "Principal")
+        publisher = await publish(host, PatternTrack())
+        pupils: list[SignalingClient] = []
+        try:
+            for i in range(4):  # two on each node: each part alone is under the threshold
+                node = (a, b)[i % 2]
+                pupils.append(await SignalingClient.connect(node.ws_url))
+                assert (await pupils[-1].join("flag", node.token("flag", "student", f"pupil {i}")))["hls"] is None
+            await until(host, "sections", lambda m: m["pupils"] == 4, 10)
+            await asyncio.sleep(2.5)  # the host's answer to the parts' next summaries carries the count
+            for node in (b, a):
+                late = await SignalingClient.connect(node.ws_url)
+                pupils.append(late)
+                hls = (await late.join("flag", node.token("flag", "student", f"late on {node.url}")))["hls"]
+                assert hls and hls.endswith("/hls/flag/index.m3u8"), hls
+                await wait_for_playlist(node.url + hls, 30)
+                pictures, _, size, _ = await asyncio.get_running_loop().run_in_executor(
+                    None, decode_live, node.url + hls, 10
+                )
+                assert pictures >= 10 and size[0] > 0
+            assert b.metric("skyclass_edge_rooms") == 1  # node B wrote it from its feed of the broadcast
+            no_tracebacks(a, b)
+        finally:
+            await publisher.close()
+            for client in [host, *pupils]:
+                await client.close()

@@ -61,7 +61,7 @@ class Cluster:
         self._store = store
         self._bus = bus
         self.link = Link(bus, self.id, self._on_call, self._on_events)
-        self.edge = EdgeSide(rooms.media, self, relay_host)
+        self.edge = EdgeSide(rooms.media, self, relay_host, rooms.hls)
         self.node = Node(self.id, store, bus, self._load, url)
         self.quality = QualityBook()  # what this node's sessions' pupils see, wherever their room is held
         self._sessions: dict[str, tuple[Member, RemoteHandle]] = {}  # here, in rooms held elsewhere
@@ -148,7 +148,7 @@ class Cluster:
         held, resumed, seat = await self.rooms.join(room, member, resume)
         viewing: SessionViewing | None = None
         if held.part is not None and not isinstance(member, RemoteMember):  # remote: viewed where its session is
-            viewing = BroadcastView(self.broadcast_viewing, held.part.part.broadcast, secrets.token_hex(8))
+            viewing = BroadcastView(self.broadcast_viewing, held.part.broadcast, secrets.token_hex(8))
         handle = LocalHandle(self.rooms, held, member, self.quality, viewing)
         return handle, await handle.join_result(resumed, seat, delivery)
 
@@ -369,7 +369,7 @@ class Cluster:
         return room if room is not None and room.members.get(member.participant_id) is member else None
 
     async def _renew(self) -> None:
-        names = [room.name for room in self.rooms if room.part is None or not room.part.part.shard]
+        names = [room.name for room in self.rooms if room.part is None or not room.part.shard]
         for name in await self._store.renew_rooms(self.id, names, LEASE_S):
             room = self.rooms.get(name)
             if room is not None:

@@ -50,6 +50,9 @@ class SessionViewing(Viewing, Protocol):
     async def drop(self, member: Member) -> None:
         """The session is gone: its subscription goes, unless the room keeps it for a resume."""
 
+    async def watch_hls(self, member: Member) -> None:
+        """The member watches the broadcast's playlist, written on this node."""
+
 
 BroadcastViewer = Callable[[str, str], Awaitable[SessionViewing]]  # (broadcast, session key) -> its viewing
 
@@ -64,12 +67,15 @@ class LocalHandle:
         self._member = member
         self._quality = quality
         self._here = viewing or Here(room, quality)
+        self._watches_broadcast = viewing is not None  # a part's member whose session is here
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
         hand = await self._room.interaction.hand_raised(self._member.participant_id)
         hls = await self._room.delivery(self._member, delivery)
         part = self._room.part
-        broadcast, section = (part.part.broadcast, part.part.label if part.part.section else "") if part else ("", "")
+        if hls is not None and self._watches_broadcast:
+            await self._here.watch_hls(self._member)
+        broadcast, section = (part.broadcast, "" if part.shard else part.label) if part else ("", "")
         return JoinResult(resumed, self._room.live, hand, self._room.incarnation, hls, seat, broadcast, section)
 
     async def perform(self, action: Message) -> Message | None:
@@ -117,6 +123,9 @@ class BroadcastView:
     async def report_quality(self, member: Member, report: QualityReport) -> None:
         await (await self._at()).report_quality(member, report)
 
+    async def watch_hls(self, member: Member) -> None:
+        await (await self._at()).watch_hls(member)
+
     async def drop(self, member: Member) -> None:
         viewing, self._viewing = self._viewing, None
         if viewing is not None:
@@ -136,6 +145,10 @@ class Here:
     async def drop(self, member: Member) -> None:
         if self._guest:
             await self._room.broadcast.unsubscribe(member.participant_id)
+
+    async def watch_hls(self, member: Member) -> None:
+        """The broadcast held here writes its playlist (from now until the room closes)."""
+        await self._room.broadcast.stream.add_viewer(self._room.broadcast.publication)
 
     async def subscribe(self, member: Member) -> str:
         return await self._room.subscribe(member)
@@ -215,6 +228,8 @@ class RemoteHandle:
             self._view = BroadcastView(self._viewer, result.broadcast, self.key)
         else:
             self._view = AtEdge(self._edges, self.origin, self.key, self.quality)
+        if result.hls is not None and result.broadcast:  # a part's pupil: the playlist is written here
+            await self._view.watch_hls(self._member)
         return result
 
     async def perform(self, action: Message) -> Message | None:
@@ -247,6 +262,9 @@ class AtEdge:
 
     async def drop(self, member: Member) -> None:
         await self._edges.drop(self._origin, self._key)
+
+    async def watch_hls(self, member: Member) -> None:
+        await self._edges.watch_hls(self._origin, self._key)
 
     async def subscribe(self, member: Member) -> str:
         return await self._edges.subscribe(self._origin, self._key, member, self._watcher)

@@ -429,8 +429,11 @@ class Sfu:
         return result
 
     async def start_hls(self, publication: PeerId, playlist: str) -> None:
-        """Write ``publication`` (camera and microphone) as a live HLS playlist at ``playlist``."""
-        source = self._get(publication, Publication)
+        """Write ``publication`` (camera and microphone; or a relay's feed of them: a broadcast's
+        pupils on another node) as a live HLS playlist at ``playlist``."""
+        source = self._peers.get(publication)
+        if not isinstance(source, Publication | RelayIngress):
+            raise LookupError(f"No publication {publication!r} here")
         video, audio = source.tracks.get("video"), source.tracks.get("audio")
         if video is None:
             raise LookupError("The broadcast has no video to stream")

@@ -372,7 +372,7 @@ async def report_quality(viewing: Viewing, member: Member, message: Qoe) -> None
     rate=Rate(1.0, 5, "a chat message a second"),
 )
 async def chat(room: Room, member: Member, message: Chat) -> None:
-    if room.part is not None and room.part.part.shard and member.role is Role.STUDENT:
+    if room.part is not None and room.part.shard and member.role is Role.STUDENT:
         raise ClassroomError("forbidden", "A broadcast has no class chat; ask the host a question instead")
     room.interaction.chat(member, message.text)
 

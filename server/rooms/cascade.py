@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..media.interfaces import SourceRole
+from ..media.interfaces import PLAYLIST, SourceRole
 from ..media.pool import MediaPeer, MediaPool
 from ..tokens import PUBLISHERS
 from .members import Member, quality_teller
+from .stream import HlsPolicy
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ class Origin:
 class _Feed:
     feeds: dict[SourceRole, MediaPeer]
     subscriptions: dict[str, MediaPeer] = field(default_factory=dict)  # by session key
+    hls: set[str] = field(default_factory=set)  # sessions watching the playlist written here from the feed
+
+    @property
+    def idle(self) -> bool:
+        return not self.subscriptions and not self.hls
 
 
 class Origins(Protocol):
@@ -109,10 +116,11 @@ class Origins(Protocol):
 class EdgeSide:
     """This node's viewers of rooms held on other nodes, fed once per room into standing feeds."""
 
-    def __init__(self, media: MediaPool, origins: Origins, host: str) -> None:
+    def __init__(self, media: MediaPool, origins: Origins, host: str, hls: HlsPolicy | None = None) -> None:
         self._media = media
         self._origins = origins
         self._host = host
+        self._hls = hls
         self._feeds: dict[Origin, asyncio.Task[_Feed]] = {}
 
     @property
@@ -131,6 +139,18 @@ class EdgeSide:
             await self._media.attach(subscription, feed.feeds["teacher"])
         await self._media.attach(subscription, feed.feeds["stage"], "stage")
         return offer
+
+    async def watch_hls(self, origin: Origin, key: str) -> None:
+        """Session ``key`` watches ``origin``'s broadcast over HLS: the playlist is written here,
+        from this node's feed (a broadcast's pupils on this node), while anyone here watches it."""
+        if self._hls is None:
+            raise LookupError("The HLS tier is off on this node")
+        feed = await self._feed(origin)
+        if not feed.hls:
+            playlist = self._hls.room_directory(origin.room) / PLAYLIST
+            await self._media.start_hls(feed.feeds["teacher"], str(playlist))
+            log.info("room %s: writing HLS from %s's feed", origin.room, origin.node)
+        feed.hls.add(key)
 
     async def accept_answer(self, origin: Origin, key: str, sdp: str) -> None:
         await self._media.accept_answer(self._subscription(origin, key), sdp)
@@ -156,9 +176,19 @@ class EdgeSide:
         if feed is None:
             return
         await self._close_subscription(feed, key)
-        if not feed.subscriptions:
+        if key in feed.hls:
+            feed.hls.discard(key)
+            if not feed.hls:
+                await self._stop_hls(origin, feed)
+        if feed.idle:
             await self._close(origin)
             await self._origins.unfeed(origin)
+
+    async def _stop_hls(self, origin: Origin, feed: _Feed) -> None:
+        await self._media.stop_hls(feed.feeds["teacher"])
+        if self._hls is not None:
+            directory = self._hls.room_directory(origin.room)
+            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, directory, True)
 
     async def drop_node(self, node: str) -> None:
         """``node`` died: the feeds it sent are closed (its rooms' viewers join again elsewhere)."""
@@ -192,6 +222,9 @@ class EdgeSide:
             return
         for key in list(feed.subscriptions):
             await self._close_subscription(feed, key)
+        if feed.hls:
+            feed.hls.clear()
+            await self._stop_hls(origin, feed)
         for peer in feed.feeds.values():
             await self._media.close(peer)
 

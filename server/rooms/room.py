@@ -26,7 +26,7 @@ from .members import ClassroomError, Member, Members, tell
 from .questions import Question, Questions
 from .sections import HostSide, Part, PartSide, State, Uplink
 from .stage import Stage
-from .stream import Delivery, HlsPolicy, RoomStream
+from .stream import Delivery, HlsPolicy, RoomStream, playlist_url
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ class Room:
     async def delivery(self, member: Member, wanted: Delivery) -> str | None:
         """The HLS playlist ``member`` watches instead of a WebRTC subscription, if any."""
         stream = self.broadcast.stream
-        if self.part is not None or not stream.assigns(member.role, wanted, len(self.members)):
+        if self.part is not None:  # the broadcast's playlist, by the broadcast's audience; written where the session is
+            audience = max(self.part.audience, len(self.members))
+            return playlist_url(self.part.broadcast) if stream.assigns(member.role, wanted, audience) else None
+        if not stream.assigns(member.role, wanted, len(self.members)):
             return None
         await stream.add_viewer(self.broadcast.publication)
         return stream.url
@@ -253,7 +256,7 @@ class Room:
         poll = self.poll
         return {
             "live": self.broadcast.live,
-            "incarnation": self.incarnation,
+            "pupils": self.host.pupils if self.host else 0,  # the audience: whether a joiner watches over HLS
             "poll": None
             if poll is None
             else {
@@ -283,10 +286,10 @@ class Room:
 
     async def ask(self, member: Member, text: str) -> None:
         part = self.part
-        if part is not None and part.part.shard:  # no class teacher: the host's queue
+        if part is not None and part.shard:  # no class teacher: the host's queue
             await part.ask_host(Question.new(member, text, ""))
         else:
-            self.questions.add(Question.new(member, text, part.part.label if part is not None else ""))
+            self.questions.add(Question.new(member, text, part.label if part is not None else ""))
 
     async def pass_on(self, question_id: str) -> None:
         if self.part is None:
@@ -341,6 +344,7 @@ class Rooms:
         self.on_closed: Callable[[str], object] = lambda name: None  # a room emptied and was let go
         self.broadcasts = broadcasts  # rooms always held as broadcasts, besides the timetable's
         self.uplink: Uplink | None = None  # how broadcasts and their parts reach each other
+        self._broadcasts_now: tuple[float, Timetable | None, set[str]] = (-1.0, None, set())
         self._rooms: dict[str, Room] = {}
 
     def __len__(self) -> int:
@@ -377,7 +381,17 @@ class Rooms:
 
     def is_broadcast(self, name: str) -> bool:
         """Whether ``name``'s pupils join it through their node's part (``sections``)."""
-        return name in self.broadcasts or name in self.timetable().broadcasts()
+        return name in self.broadcasts or name in self._timetable_broadcasts()
+
+    def _timetable_broadcasts(self) -> set[str]:
+        """The timetable's broadcasts now, looked up at most once a second (a join storm asks for
+        each pupil; a city's timetable has thousands of slots)."""
+        now, timetable = time.monotonic(), self.timetable()
+        at, of, names = self._broadcasts_now
+        if now - at >= 1.0 or of is not timetable:
+            names = timetable.broadcasts()
+            self._broadcasts_now = (now, timetable, names)
+        return names
 
     def from_part(self, broadcast: str, message: dict[str, object]) -> State:
         """A part's message for ``broadcast``, whose holding this node claimed."""
@@ -386,7 +400,7 @@ class Rooms:
     async def to_parts(self, broadcast: str, state: State) -> None:
         """The broadcast's state, for its parts held here."""
         for room in self:
-            if room.part is not None and room.part.part.broadcast == broadcast:
+            if room.part is not None and room.part.broadcast == broadcast:
                 await room.part.apply(state)
 
     async def join(self, name: str, member: Member, resume: str | None = None) -> tuple[Room, bool, str]:

@@ -76,7 +76,7 @@ class PartSide:
         hands: Callable[[], Awaitable[int]],
     ) -> None:
         self.name = name
-        self.part = part
+        self.broadcast, self.label, self.shard = part.broadcast, part.label, part.shard
         self._node = node
         self._uplink = uplink
         self._members = members
@@ -84,6 +84,7 @@ class PartSide:
         self._questions = questions
         self._hands = hands
         self.live = False
+        self.audience = 0  # the broadcast's pupils, all parts together (as of the host's last word)
         self.answered: list[ev.QuestionItem] = []  # the host's answers, for joiners
         self._host_polls: set[str] = set()  # the host's polls taken here (a class teacher's own may follow)
         self._changed = asyncio.Event()
@@ -99,7 +100,7 @@ class PartSide:
     async def ask_host(self, question: Question) -> None:
         """A question for the host's queue (passed on by the class teacher, or a pupil's own)."""
         item = dataclasses.asdict(question.to_event())
-        await self.apply(await self._uplink.to_host(self.part.broadcast, {"kind": "question", "question": item}))
+        await self.apply(await self._uplink.to_host(self.broadcast, {"kind": "question", "question": item}))
 
     async def _summary(self, closed: bool = False) -> dict[str, Any]:
         poll = self._interaction.poll
@@ -110,7 +111,7 @@ class PartSide:
             "kind": "summary",
             "part": self.name,
             "node": self._node,
-            "label": self.part.label,
+            "label": self.label,
             "pupils": 0 if closed else sum(1 for m in self._members.connected() if m.role is Role.STUDENT),
             "hands": 0 if closed else await self._hands(),
             "questions": self._questions.waiting,
@@ -126,13 +127,14 @@ class PartSide:
                     await self._changed.wait()
             self._changed.clear()
             try:
-                await self.apply(await self._uplink.to_host(self.part.broadcast, await self._summary()))
+                await self.apply(await self._uplink.to_host(self.broadcast, await self._summary()))
             except Exception as exc:  # the host's node is busy or moving: the next summary retries
-                log.warning("part %s: its host %s did not hear: %s", self.name, self.part.broadcast, exc)
+                log.warning("part %s: its host %s did not hear: %s", self.name, self.broadcast, exc)
             await asyncio.sleep(SUMMARY_INTERVAL_S)
 
     async def apply(self, state: State) -> None:
         """The broadcast's state: tell this part's members what changed."""
+        self.audience = int(state.get("pupils", 0))
         live = bool(state.get("live"))
         if live != self.live:
             self.live = live
@@ -159,7 +161,7 @@ class PartSide:
     async def close(self) -> None:
         self._task.cancel()
         try:
-            await self._uplink.to_host(self.part.broadcast, await self._summary(closed=True))
+            await self._uplink.to_host(self.broadcast, await self._summary(closed=True))
         except Exception as exc:
             log.info("part %s: its host did not hear that it closed (it ages out): %s", self.name, exc)
 

@@ -36,12 +36,16 @@ class HlsPolicy:
         return self.directory / hashlib.sha256(room.encode()).hexdigest()[:32]
 
 
+def playlist_url(room: str) -> str:
+    return f"/hls/{quote(room, safe='')}/{PLAYLIST}"
+
+
 class RoomStream:
     def __init__(self, room: str, media: MediaPool, policy: HlsPolicy | None) -> None:
         self._room = room
         self._media = media
         self._policy = policy
-        self.url = f"/hls/{quote(room, safe='')}/{PLAYLIST}"
+        self.url = playlist_url(room)
         self.wanted = False  # someone watches over HLS: the playlist is written while there is a broadcast
         self._writing: MediaPeer | None = None
 
@@ -50,6 +54,10 @@ class RoomStream:
         if self._policy is None or role is not Role.STUDENT or wanted == "webrtc":
             return False
         return wanted == "hls" or (self._policy.above is not None and members > self._policy.above)
+
+    @property
+    def policy(self) -> HlsPolicy | None:
+        return self._policy
 
     async def add_viewer(self, publication: MediaPeer | None) -> None:
         if not self.wanted:

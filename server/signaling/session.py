@@ -38,6 +38,7 @@ CLOSE_MOVED = 1012  # the room goes on on another node: the client reconnects
 CLOSE_ORIGIN = 4403  # a page of another origin (SKYCLASS_ALLOWED_ORIGINS)
 UNREACHABLE = (NodeUnreachable, RoomUnavailable, StoreUnavailable)
 FULL_RETRY_S = (5.0, 15.0)  # a full server asks for a retry this much later
+UNAVAILABLE_RETRY_S = (1.0, 4.0)  # a room's node that cannot take a join now, this much later
 SUBSCRIBE = Subscribe(type="subscribe")  # what a join asks for itself, unless it says not to
 
 
@@ -429,7 +430,8 @@ class Session:
             raise p.ProtocolError(p.ErrorCode(exc.code), str(exc), fatal=True) from exc
         except UNREACHABLE as exc:
             text = f"The room cannot be reached now; reconnect in a moment ({exc})"
-            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True, retry_after=1.0) from exc
+            wait = round(random.uniform(*UNAVAILABLE_RETRY_S), 1)  # spread: a refused crowd comes back spread out
+            raise p.ProtocolError(p.ErrorCode.UNAVAILABLE, text, fatal=True, retry_after=wait) from exc
         finally:
             held, self._held = self._held, None
         self.room, self.grant = room, grant
@@ -453,7 +455,7 @@ class Session:
                 ),
                 resumed=result.resumed,
                 hand=result.hand,
-                hls=shared.signer.url(f"/hls/{grant.room}/", PLAYLIST) if result.hls else None,
+                hls=shared.signer.url(f"/hls/{result.broadcast or grant.room}/", PLAYLIST) if result.hls else None,
                 resume=result.resume,
                 broadcast=result.broadcast or None,
                 section=result.section or None,
