@@ -70,7 +70,9 @@ class LocalHandle:
         self._watches_broadcast = viewing is not None  # a part's member whose session is here
 
     async def join_result(self, resumed: bool, seat: str, delivery: Delivery) -> JoinResult:
-        hand = await self._room.interaction.hand_raised(self._member.participant_id)
+        # a fresh join's hand is down (leaving lowers it), unless a dead node's room was taken over
+        known = resumed or self._room.members.taken_over
+        hand = known and await self._room.interaction.hand_raised(self._member.participant_id)
         hls = await self._room.delivery(self._member, delivery)
         part = self._room.part
         if hls is not None and self._watches_broadcast:

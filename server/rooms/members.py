@@ -57,6 +57,7 @@ class Members:
         self._orphans: dict[str, Stay] = {}  # open stays left by a node that held this room and died
         self._left: dict[str, tuple[Stay, float]] = {}  # stays that ended lately: a rejoin continues them
         self.seats: dict[str, str] = {}  # participant -> the secret that takes their seat over
+        self.taken_over = False  # held before by a node that died: the store may hold its members' hands
 
     def __len__(self) -> int:
         return len(self.present)
@@ -125,6 +126,7 @@ class Members:
         """Stays left open by the node that held this room before it died. A participant back
         within ``RESUME_S`` continues theirs; the rest close when that node was last seen."""
         self._orphans = {stay.participant_id: stay for stay in orphans}
+        self.taken_over = True
 
         async def close_the_rest() -> None:
             for pid, stay in list(self._orphans.items()):
