@@ -76,8 +76,12 @@ class SignalingClient:
                 self._arrived.clear()
                 await self._arrived.wait()
 
-    async def join(self, room: str, token: str, resume: str | None = None) -> dict[str, Any]:
-        await self.send({"type": "join", "room": room, "token": token} | ({"resume": resume} if resume else {}))
+    async def join(
+        self, room: str, token: str, resume: str | None = None, delivery: str | None = None
+    ) -> dict[str, Any]:
+        """Join; ``delivery`` as the protocol's (a probe measuring WebRTC asks for it)."""
+        extra = ({"resume": resume} if resume else {}) | ({"delivery": delivery} if delivery else {})
+        await self.send({"type": "join", "room": room, "token": token} | extra)
         return await self.expect("joined")
 
     async def close(self) -> None:

@@ -56,7 +56,7 @@ async def run_probe(ws_url: str, secret: str, room: str, started_s: float, until
     try:
         began = time.monotonic()
         client = await SignalingClient.connect(ws_url)
-        await client.join(room, token)
+        await client.join(room, token, delivery="webrtc")
         result.joined_ms = round((time.monotonic() - began) * 1000, 1)
         pc, tracks = await subscribe(client)
         probe = RtpProbe(pc, decode=True)
