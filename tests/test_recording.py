@@ -88,8 +88,12 @@ async def test_a_ten_second_lesson_is_recorded_and_plays(server: ServerProcess) 
 async def test_a_recording_survives_the_server_being_killed(tmp_path: Path, codec: str | None, suffix: str) -> None:
     server = start_server(tmp_path, env=H264_ROOM if codec else None)
     try:
-        teacher, pc, _ = await broadcast(server, "rec-kill", 6, video_codec=codec)
+        teacher, pc, video = await broadcast(server, "rec-kill", 0, video_codec=codec)
+        async with asyncio.timeout(20):  # the lesson's time runs from its first frame, not from the offer
+            while not video.sent:
+                await asyncio.sleep(0.05)
         killed_at_s = 6.0
+        await asyncio.sleep(killed_at_s)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(5)
         await pc.close()
