@@ -238,14 +238,14 @@ class Cluster:
             return self.on_revoked(payload["keys"])
         if op == "to_host":
             broadcast = payload["broadcast"]
-            if self.rooms.get(broadcast) is None and await self._store.room_owner(broadcast) != self.id:
+            if not await self._ours(broadcast):
                 raise RoomUnavailable(f"Broadcast {broadcast!r} is moving to another node")
             return self.rooms.from_part(broadcast, payload["message"])
         if op == "to_parts":
             return await self.rooms.to_parts(payload["broadcast"], payload["state"])
         room_name, key, info = payload["room"], payload["key"], payload["member"]
         if op == "join":
-            if self.rooms.get(room_name) is None and await self._store.room_owner(room_name) != self.id:
+            if not await self._ours(room_name):
                 raise RoomUnavailable(f"Room {room_name!r} is moving to another node; join again")
             pid, name, role = info["participant_id"], info["name"], Role(info["role"])
             member = RemoteMember(pid, name, role, room_name, payload["node"], key, self.link)
@@ -272,10 +272,14 @@ class Cluster:
         reply = await handle.perform(operation.message.model_validate(payload["args"]))
         return reply.model_dump(mode="json") if reply is not None else None
 
+    async def _ours(self, room: str) -> bool:
+        """Held here, or claimed for this node (a call may come before the room is made)."""
+        return self.rooms.get(room) is not None or await self._store.room_owner(room) == self.id
+
     async def _on_feed(self, op: str, payload: dict[str, Any]) -> None:
         """An edge node asks for (or gives up) a room's broadcast."""
         room = self.rooms.get(payload["room"])
-        if room is None and op == "feed" and await self._store.room_owner(payload["room"]) == self.id:
+        if room is None and op == "feed" and await self._ours(payload["room"]):
             room = self.rooms.create(payload["room"])  # a broadcast its parts' viewers watch before its host joins
         if room is None:
             if op == "unfeed":

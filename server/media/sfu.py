@@ -371,11 +371,15 @@ class Sfu:
             ingress.expect(tracks)
         return self._add(ingress), port, ingress.key
 
-    async def open_relay_egress(self, publication: PeerId, port: int, key: str, host: str = "127.0.0.1") -> PeerId:
+    def _source(self, publication: PeerId) -> Publication | RelayIngress:
+        """A publication, or a relay's copy of one: what can be relayed on or streamed."""
         source = self._peers.get(publication)
         if not isinstance(source, Publication | RelayIngress):
             raise LookupError(f"No publication {publication!r} here")
-        return self._add(await RelayEgress.open(source, host, port, key, self.stats))
+        return source
+
+    async def open_relay_egress(self, publication: PeerId, port: int, key: str, host: str = "127.0.0.1") -> PeerId:
+        return self._add(await RelayEgress.open(self._source(publication), host, port, key, self.stats))
 
     async def start_recording(self, publication: PeerId, path: str) -> None:
         """Record to ``path`` with the extension the video codec needs (``.webm`` for VP8, ``.mp4``
@@ -431,9 +435,7 @@ class Sfu:
     async def start_hls(self, publication: PeerId, playlist: str) -> None:
         """Write ``publication`` (camera and microphone; or a relay's feed of them: a broadcast's
         pupils on another node) as a live HLS playlist at ``playlist``."""
-        source = self._peers.get(publication)
-        if not isinstance(source, Publication | RelayIngress):
-            raise LookupError(f"No publication {publication!r} here")
+        source = self._source(publication)
         video, audio = source.tracks.get("video"), source.tracks.get("audio")
         if video is None:
             raise LookupError("The broadcast has no video to stream")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -187,8 +186,7 @@ class EdgeSide:
     async def _stop_hls(self, origin: Origin, feed: _Feed) -> None:
         await self._media.stop_hls(feed.feeds["teacher"])
         if self._hls is not None:
-            directory = self._hls.room_directory(origin.room)
-            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, directory, True)
+            await self._hls.clear(origin.room)
 
     async def drop_node(self, node: str) -> None:
         """``node`` died: the feeds it sent are closed (its rooms' viewers join again elsewhere)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from ..tokens import SEES_PRESENCE
 from . import events as ev
-from .members import ClassroomError, Member, Members, tell
+from .members import ClassroomError, Member, Members
 
 QUEUE_LIMIT = 200  # waiting questions kept; beyond it the oldest waiting one goes
 ANSWERED_KEPT = 20  # answered questions a joiner is shown
@@ -59,19 +59,21 @@ class Questions:
         self._waiting[question.question_id] = question
         self._changed()
 
-    def take(self, question_id: str) -> Question:
-        """A waiting question, out of the queue."""
-        question = self._waiting.pop(question_id, None)
+    def _find(self, question_id: str) -> Question:
+        question = self._waiting.get(question_id)
         if question is None:
             raise ClassroomError("bad_state", f"No question {question_id!r} is waiting")
+        return question
+
+    def take(self, question_id: str) -> Question:
+        """A waiting question, out of the queue."""
+        question = self._waiting.pop(self._find(question_id).question_id)
         self._changed()
         return question
 
     def passed_on(self, question_id: str) -> Question:
         """Marked as passed on to the host (it stays in view, greyed, until answered there)."""
-        question = self._waiting.get(question_id)
-        if question is None:
-            raise ClassroomError("bad_state", f"No question {question_id!r} is waiting")
+        question = self._find(question_id)
         if question.passed:
             raise ClassroomError("bad_state", "This question was passed on already")
         question = self._waiting[question_id] = replace(question, passed=True)
@@ -79,9 +81,9 @@ class Questions:
         return question
 
     def answer(self, question: Question, answer: str) -> ev.QuestionAnswered:
-        """``question`` is answered: kept for joiners, and the event that shows it to everyone."""
+        """``question`` (taken out of the queue) is answered: kept for joiners, and the event that
+        shows it to everyone."""
         done = replace(question, answer=answer, answered=True)
-        self._waiting.pop(question.question_id, None)
         self.answered = [*self.answered, done][-ANSWERED_KEPT:]
         self._changed()
         return ev.QuestionAnswered(done.to_event())
@@ -101,6 +103,3 @@ class Questions:
     def greet(self, member: Member) -> list[ev.Event]:
         events: list[ev.Event] = [ev.QuestionAnswered(q.to_event()) for q in self.answered]
         return [self.view(), *events] if member.role in SEES_PRESENCE else events
-
-    def tell_watchers(self) -> None:
-        tell(self._members.watchers(), self.view())

@@ -35,6 +35,10 @@ class HlsPolicy:
         """Room names are anything a token names: the directory is a digest of it."""
         return self.directory / hashlib.sha256(room.encode()).hexdigest()[:32]
 
+    async def clear(self, room: str) -> None:
+        """The room's playlist and segments go (off the loop: a folder of segments)."""
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.room_directory(room), True)
+
 
 def playlist_url(room: str) -> str:
     return f"/hls/{quote(room, safe='')}/{PLAYLIST}"
@@ -54,10 +58,6 @@ class RoomStream:
         if self._policy is None or role is not Role.STUDENT or wanted == "webrtc":
             return False
         return wanted == "hls" or (self._policy.above is not None and members > self._policy.above)
-
-    @property
-    def policy(self) -> HlsPolicy | None:
-        return self._policy
 
     async def add_viewer(self, publication: MediaPeer | None) -> None:
         if not self.wanted:
@@ -82,5 +82,4 @@ class RoomStream:
     async def close(self) -> None:
         await self.publication_changed(None)
         if self.wanted and self._policy is not None:
-            directory = self._policy.room_directory(self._room)
-            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, directory, True)
+            await self._policy.clear(self._room)
