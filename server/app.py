@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None) -> SkyClassroom:
         city.start()
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
-        log.info("node %s", node_id)
+        log.info("node %s, serving on %s", node_id, url)
         _settle_garbage_collector()
         try:
             yield

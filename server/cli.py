@@ -68,6 +68,7 @@ def serve(
         ws="wsproto",  # ~2 KB less per idle session than websockets' sans-I/O protocol, as fast a join
         ws_per_message_deflate=False,  # halves memory per idle session
         ws_ping_interval=None,  # clients ping us; the session closes after 60 s of silence
+        proxy_headers=False,  # whose X-Forwarded-For counts is ours to say (SKYCLASS_TRUSTED_PROXIES)
     )
 
 
@@ -99,7 +100,12 @@ def _log_config(level: str, style: str) -> dict[str, Any]:
             "default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"]},
             "events": {"class": "logging.StreamHandler", "formatter": "event"},
         },
-        "loggers": {"skyclass.events": {"handlers": ["events"], "level": "INFO", "propagate": False}},
+        "loggers": {
+            "skyclass.events": {"handlers": ["events"], "level": "INFO", "propagate": False},
+            # uvicorn says a line at INFO for every websocket it accepts: 150,000 at 08:20. Its
+            # warnings and errors stay; the app says where it serves (``node ..., serving on ...``).
+            "uvicorn.error": {"level": "WARNING" if level.upper() == "INFO" else level.upper()},
+        },
         "root": {"handlers": ["default"], "level": level.upper()},
     }
 

@@ -465,7 +465,7 @@ class Session:
             self.send(event)
         self._metrics.joins.labels(self.role.value).inc()
         self._metrics.join_seconds.observe(time.perf_counter() - started)
-        log.info("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
+        log.debug("joined", extra={"room": grant.room, "participant": self.participant_id, "role": self.role.value})
         if self.role in SUBSCRIBERS and message.subscribe and result.hls is None:
             offer = await room.perform(SUBSCRIBE)
             if offer is not None:
