@@ -349,22 +349,27 @@ class Session:
     async def _serve(self) -> None:
         while True:
             text = await self._receive_text()
-            if text is None:
-                continue
-            try:
-                message = p.parse_client_message(text)
-                if isinstance(message, p.Leave):
-                    self._gone = True
-                    await self._close(1000)
-                    return
-                await self._handle(message)
-            except p.ProtocolError as exc:
-                if exc.fatal:
-                    raise
-                self._refuse(exc.code, exc.message)
-            except Exception:
-                log.exception("session %s: failed on %s", self.participant_id, text[:200])
-                self._refuse(p.ErrorCode.SERVER_ERROR, "The server failed on that message; it has been logged")
+            if text is not None and not await self._take(text):
+                return
+
+    async def _take(self, text: str) -> bool:
+        """One message, answered or refused; False after a leave. A function of its own, so that an
+        idle session keeps nothing of its last message (the join's token) while it waits."""
+        try:
+            message = p.parse_client_message(text)
+            if isinstance(message, p.Leave):
+                self._gone = True
+                await self._close(1000)
+                return False
+            await self._handle(message)
+        except p.ProtocolError as exc:
+            if exc.fatal:
+                raise
+            self._refuse(exc.code, exc.message)
+        except Exception:
+            log.exception("session %s: failed on %s", self.participant_id, text[:200])
+            self._refuse(p.ErrorCode.SERVER_ERROR, "The server failed on that message; it has been logged")
+        return True
 
     # Messages -------------------------------------------------------------------------------------
 
