@@ -13,6 +13,14 @@ import typer
 from .settings import Settings
 from .tokens import Role, issue_token, parse_duration
 
+# How uvicorn serves us (and the join benchmark's floor, ``loadtest/joins.py``).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "ws": "wsproto",  # ~2 KB less per idle session than websockets' sans-I/O protocol, as fast a join
+    "ws_per_message_deflate": False,  # halves memory per idle session
+    "ws_ping_interval": None,  # clients ping us; the session closes after 60 s of silence
+    "proxy_headers": False,  # whose X-Forwarded-For counts is ours to say (SKYCLASS_TRUSTED_PROXIES)
+}
+
 app = typer.Typer(help="Sky Classroom: live lessons for a whole city.", no_args_is_help=True)
 
 
@@ -65,10 +73,7 @@ def serve(
         port=settings.port,
         log_config=_log_config(log_level, log_format),
         ws_max_size=4 * settings.max_message_bytes,  # larger frames are cut off by the protocol layer
-        ws="wsproto",  # ~2 KB less per idle session than websockets' sans-I/O protocol, as fast a join
-        ws_per_message_deflate=False,  # halves memory per idle session
-        ws_ping_interval=None,  # clients ping us; the session closes after 60 s of silence
-        proxy_headers=False,  # whose X-Forwarded-For counts is ours to say (SKYCLASS_TRUSTED_PROXIES)
+        **UVICORN_OPTIONS,
     )
 
 
