@@ -1,16 +1,17 @@
 """What a join costs the server, against what the websocket alone costs on the same stack.
 
-Two servers on loopback, one after the other, each met by the same crowd from a process of its own:
+Three servers on loopback, one after the other, each met by the same crowd from a process of its own:
 ``--joins`` pupils at ``--rate`` a second, each from its own source address, each keeping its socket
 open after its reply.
 
 - ``skyclass serve``: the pupils join one broadcast (``flag-raising``, its part on this node), so
   this is a whole join: upgrade, token, limits, the room, the ``joined`` reply;
+- the same on its signaling listener (``SKYCLASS_SIGNALING_PORT``: picows, not uvicorn);
 - the floor: uvicorn with the options ``skyclass serve`` gives it, serving an app that accepts, reads
-  one message and answers one. Nothing of ours: what any join on this stack costs at least.
+  one message and answers one. Nothing of ours: what any join on uvicorn costs at least.
 
 For each: the server's CPU (user + system, from ``/proc``, less its idle rate) per join, and its RSS
-per idle session; then the ratio of ours to the floor (machines differ; the ratio travels). A run
+per idle session; then the ratios of ours to the floor (machines differ; the ratio travels). A run
 whose crowd could not keep its schedule, or that left no core free, measured the load generator, not
 the server: it is refused.
 
@@ -138,15 +139,15 @@ def _usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def measure(name: str, url: str, pid: int, joins: int, rate: float, out: Path) -> dict[str, Any]:
+def measure(name: str, ws_url: str, pid: int, joins: int, rate: float, out: Path) -> dict[str, Any]:
     """One crowd against one running server: its cost per join and per idle session."""
     cpu0, _ = _usage(pid)
     time.sleep(2.0)
     cpu1, rss1 = _usage(pid)
     idle = (cpu1 - cpu0) / 2.0
-    command = [sys.executable, "-m", "loadtest.joins", "crowd", url.replace("http", "ws", 1) + "/ws"]
+    command = [sys.executable, "-m", "loadtest.joins", "crowd", ws_url]
     command += ["--joins", str(joins), "--rate", str(rate)]
-    log = out / f"crowd-{name}.log"
+    log = out / f"crowd-{name.replace(' ', '-').replace('/', '')}.log"
     began = time.perf_counter()
     crowd_process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("wb"))
     try:
@@ -187,15 +188,18 @@ def _refusal(result: dict[str, Any], rate: float) -> str | None:
 
 
 @contextlib.contextmanager
-def ours(out: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
+def ours(out: Path, listener: bool) -> Iterator[tuple[str, int]]:
+    """``skyclass serve``; yields the websocket URL (its signaling listener's, or /ws on the app's
+    port) and its pid."""
+    port, signaling_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="skyjoins-") as data:
         env = {"SKYCLASS_SECRET": SECRET, "SKYCLASS_DATA_DIR": data, "SKYCLASS_RECORD": "false"}
         env["SKYCLASS_BROADCAST_ROOMS"] = json.dumps([ROOM])
+        env["SKYCLASS_SIGNALING_PORT"] = str(signaling_port if listener else 0)
         command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--ice-address", "127.0.0.1"]
-        with start_group(command, out / "server-ours.log", env) as server:
+        with start_group(command, out / f"server-ours-{signaling_port}.log", env) as server:
             wait_http(f"http://127.0.0.1:{port}/healthz", server)
-            yield f"http://127.0.0.1:{port}", server.pid
+            yield f"ws://127.0.0.1:{signaling_port if listener else port}/ws", server.pid
 
 
 @contextlib.contextmanager
@@ -204,18 +208,28 @@ def floor(out: Path) -> Iterator[tuple[str, int]]:
     command = [sys.executable, "-m", "loadtest.joins", "floor", "--port", str(port)]
     with start_group(command, out / "server-floor.log") as server:
         wait_http(f"http://127.0.0.1:{port}/", server)
-        yield f"http://127.0.0.1:{port}", server.pid
+        yield f"ws://127.0.0.1:{port}/ws", server.pid
+
+
+ROWS = {  # name: the server it starts
+    "floor": floor,
+    "ours on /ws": lambda out: ours(out, listener=False),
+    "ours on the listener": lambda out: ours(out, listener=True),
+}
 
 
 def run(joins: int, rate: float, out: Path) -> dict[str, Any]:
     results = {}
-    for name, server in (("floor", floor), ("ours", ours)):
-        with server(out) as (url, pid):
-            results[name] = measure(name, url, pid, joins, rate, out)
-    summary: dict[str, Any] = {"joins": joins, "rate": rate, **results}
-    if not (results["floor"]["refused"] or results["ours"]["refused"]):
-        summary["cpu_ratio"] = round(results["ours"]["cpu_ms_per_join"] / results["floor"]["cpu_ms_per_join"], 2)
-        summary["memory_ratio"] = round(results["ours"]["kb_per_session"] / results["floor"]["kb_per_session"], 2)
+    for name, server in ROWS.items():
+        with server(out) as (ws_url, pid):
+            results[name] = measure(name, ws_url, pid, joins, rate, out)
+    summary: dict[str, Any] = {"joins": joins, "rate": rate, "rows": results}
+    base = results["floor"]
+    if not base["refused"]:
+        for name, result in results.items():
+            if name != "floor" and not result["refused"]:
+                result["cpu_ratio"] = round(result["cpu_ms_per_join"] / base["cpu_ms_per_join"], 2)
+                result["memory_ratio"] = round(result["kb_per_session"] / base["kb_per_session"], 2)
     return summary
 
 
@@ -238,18 +252,18 @@ def main() -> None:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         summary = run(args.joins, args.rate, out)
-    for name in ("floor", "ours"):
-        r = summary[name]
-        verdict = f"REFUSED: {r['refused']}" if r["refused"] else ""
+    refused = False
+    for name, r in summary["rows"].items():
+        refused |= bool(r["refused"])
+        ratios = f" = {r['cpu_ratio']}x / {r['memory_ratio']}x the floor" if "cpu_ratio" in r else ""
         print(
-            f"{name:>5}: {r['joined']} joined, {r['cpu_ms_per_join']:.3f} ms CPU a join, "
-            f"{r['kb_per_session']:.1f} KB an idle session (server {r['server_cores']:.2f} cores, "
-            f"crowd {r['crowd_cores']:.2f}, {r['behind_s']} s behind) {verdict}"
+            f"{name:>20}: {r['joined']} joined, {r['cpu_ms_per_join']:.3f} ms CPU a join, "
+            f"{r['kb_per_session']:.1f} KB an idle session{ratios} (server {r['server_cores']:.2f} cores, "
+            f"crowd {r['crowd_cores']:.2f}, {r['behind_s']} s behind)"
+            + (f" REFUSED: {r['refused']}" if r["refused"] else "")
         )
-    if "cpu_ratio" in summary:
-        print(f"ours / floor: CPU {summary['cpu_ratio']}x, memory {summary['memory_ratio']}x")
     print(json.dumps(summary))
-    if "cpu_ratio" not in summary:
+    if refused:
         sys.exit(1)
 
 

@@ -43,6 +43,7 @@ from .settings import Settings
 from .signaling import api, city_api, files, library_api
 from .signaling.access import Access, MediaSigner, credential
 from .signaling.city import CityReporter
+from .signaling.listener import start_listener
 from .signaling.qoe import QualityCollector, placement
 from .signaling.session import Session, Sessions
 from .state import StoreUnavailable, open_state
@@ -155,6 +156,11 @@ def create_app(settings: Settings | None = None) -> SkyClassroom:
         _replace_dead_workers(pool, rooms, settings, Path(runtime.name))
         refresher = asyncio.get_running_loop().create_task(stats.refresh_forever())
         city.start()
+        listener = None
+        if settings.signaling_port:
+            listener = await start_listener(
+                sessions, settings.host, settings.signaling_port, settings.max_message_bytes
+            )
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
         log.info("node %s, serving on %s", node_id, url)
@@ -166,6 +172,8 @@ def create_app(settings: Settings | None = None) -> SkyClassroom:
             await city.close()
             await ingest.close()
             await rooms.close()  # members reconnect: to another node, where there is one
+            if listener is not None:
+                listener.close()
             await cluster.close()
             await bus.close()
             await store.close()

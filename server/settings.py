@@ -24,6 +24,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # A listener of its own for the signaling websocket (picows: about half the CPU a join and less
+    # memory an idle session than /ws on the app's port, which stays). 0: none. Behind nginx, route
+    # /ws to it (ops/nginx/skyclass.conf).
+    signaling_port: int = 0
     redis_url: str | None = Field(default=None, description="Redis URL; embedded state when unset")
     secret: str | None = Field(default=None, description="Token signing secret (at least 32 bytes)")
     data_dir: Path = Path.home() / ".skyclass"

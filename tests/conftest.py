@@ -35,6 +35,11 @@ class ServerProcess:
     log_path: Path
     process: subprocess.Popen[bytes]
 
+    @property
+    def page_ws_url(self) -> str:
+        """/ws on the app's port: where a page opens its websocket, and what /api/edge names."""
+        return self.url.replace("http", "ws", 1) + "/ws"
+
     def member(self, room: str, role: str = "teacher") -> dict[str, str]:
         """Headers that make an HTTP request one of ``room``'s members (room data is theirs only)."""
         return {"Authorization": "Bearer " + self.token(room, role, f"a {role} of {room}")}
@@ -58,12 +63,14 @@ class ServerProcess:
 def start_server(
     tmp: Path, *extra: str, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()
 ) -> ServerProcess:
-    port = free_port()
+    port, signaling_port = free_port(), free_port()
     log_path = tmp / f"server-{port}.log"
     environment = {
         **os.environ,
         "SKYCLASS_SECRET": TEST_SECRET,
         "SKYCLASS_DATA_DIR": str(tmp / "data"),
+        # Tests' websockets use the signaling listener; pages use /ws on the app's port: both are served.
+        "SKYCLASS_SIGNALING_PORT": str(signaling_port),
         **(env or {}),
     }
     process = subprocess.Popen(
@@ -91,7 +98,8 @@ def start_server(
             raise RuntimeError("server exited at start:\n" + log_path.read_text())
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return ServerProcess(url, f"ws://127.0.0.1:{port}/ws", log_path, process)
+                signaling = int(environment["SKYCLASS_SIGNALING_PORT"]) or port
+                return ServerProcess(url, f"ws://127.0.0.1:{signaling}/ws", log_path, process)
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()

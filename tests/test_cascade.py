@@ -33,7 +33,7 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         teacher = await joined(nodes[0], room, "teacher", "Ms Li")
         origin = next(node for node in nodes if node.metric("skyclass_rooms") == 1)
         first_edge, second_edge = [node for node in nodes if node is not origin]
-        assert edge_url(origin, room) in (first_edge.ws_url, second_edge.ws_url)  # never the origin
+        assert edge_url(origin, room) in (first_edge.page_ws_url, second_edge.page_ws_url)  # never the origin
 
         wei_token = first_edge.token(room, "student", "Wei")
         wei = await SignalingClient.connect(first_edge.ws_url)
@@ -72,7 +72,7 @@ async def test_origin_and_two_edges(tmp_path: Path, cluster_redis: str) -> None:
         killed = time.monotonic()
         await wei.wait_closed()
         await subscriptions["Wei"][0].close()
-        while (target := edge_url(origin, room)) != second_edge.ws_url:  # the dead one's last heartbeat
+        while (target := edge_url(origin, room)) != second_edge.page_ws_url:  # the dead one's last heartbeat
             await asyncio.sleep(0.2)
         wei = await SignalingClient.connect(target)
         joined_again = await wei.join(room, wei_token, resume=wei_seat)  # the page keeps its seat's secret

@@ -213,7 +213,8 @@ async def test_a_redis_restart_does_not_stop_the_lesson(tmp_path: Path, own_redi
 
 async def test_workers_share_one_port(tmp_path: Path, cluster_redis: str) -> None:
     """`--workers 2`: two processes on one port; whichever takes a connection, the room is one."""
-    node = start_server(tmp_path, "--redis", cluster_redis, "--workers", "2", "--log-format", "json")
+    logs = ("--log-format", "json", "--log-level", "debug")  # a join's line is at debug
+    node = start_server(tmp_path, "--redis", cluster_redis, "--workers", "2", *logs)
     try:
         registry = Redis.from_url(cluster_redis, decode_responses=True)
         deadline = time.monotonic() + 30

@@ -47,17 +47,18 @@ def test_scenario_smoke(scenario: str, tmp_path: Path) -> None:
 
 
 def test_join_benchmark_smoke(tmp_path: Path) -> None:
-    """The join benchmark at tiny scale: both servers answer every join, each cost is read from
+    """The join benchmark at tiny scale: all three servers answer every join, each cost is read from
     ``/proc``, and nothing is left running."""
     from loadtest.joins import run as joins
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     summary = joins(60, 60.0, tmp_path)
-    for name in ("floor", "ours"):
-        result = summary[name]
+    rows = summary["rows"]
+    assert set(rows) == {"floor", "ours on /ws", "ours on the listener"}, rows
+    for result in rows.values():
         assert result["joined"] == 60 and result["failed"] == 0, result
         assert result["cpu_ms_per_join"] > 0 and result["server_cores"] > 0, result
-    refused = summary["floor"]["refused"] or summary["ours"]["refused"]
-    assert refused or summary["cpu_ratio"] > 0, summary
+    for name in ("ours on /ws", "ours on the listener"):
+        assert rows["floor"]["refused"] or rows[name]["refused"] or rows[name]["cpu_ratio"] > 0, rows
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not left, f"processes left behind: {left}"

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, OrderedDict
-
-from starlette.datastructures import Headers
+from collections.abc import Mapping
 
 
 class TokenBucket:
@@ -75,7 +74,7 @@ class Unjoined:
             del self._by_address[address]
 
 
-def client_address(peer: str, headers: Headers, trusted: frozenset[str]) -> str:
+def client_address(peer: str, headers: Mapping[str, str], trusted: frozenset[str]) -> str:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
     in ``X-Forwarded-For`` that is not one (the client's own claims further left are not believed)."""
     if peer not in trusted:

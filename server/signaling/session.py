@@ -8,10 +8,12 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocketDisconnect
+from starlette.datastructures import Address
 
 from ..cluster import Cluster, NodeUnreachable, RemoteFailure, RoomHandle, RoomUnavailable
 from ..lessons.catalog import Recording
@@ -104,6 +106,25 @@ def _wire(event: ev.Event) -> str:
     return _last_wire[1]
 
 
+class Socket(Protocol):
+    """What a session needs of its websocket: Starlette's (``/ws`` on the app's port) or the
+    signaling listener's (``listener.py``)."""
+
+    @property
+    def client(self) -> Address | None: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
 @dataclass
 class Sessions:
     """What every session of this process shares."""
@@ -123,6 +144,11 @@ class Sessions:
     def __post_init__(self) -> None:
         self.unjoined = Unjoined(self.settings.max_unjoined, self.settings.max_unjoined_per_address)
         self.trusted = frozenset(self.settings.trusted_proxies)
+
+    def refuses_origin(self, origin: str | None) -> str | None:
+        """Why a page of this origin may not open the websocket (``SKYCLASS_ALLOWED_ORIGINS``)."""
+        allowed = self.settings.allowed_origins
+        return f"Origin {origin!r} may not open this websocket" if allowed and origin not in allowed else None
 
     def revoke(self, keys: list[str]) -> int:
         """Close the sessions of these revoked tokens or participants; how many there were."""
@@ -159,7 +185,7 @@ class Session:
         "role",
     )
 
-    def __init__(self, ws: WebSocket, shared: Sessions) -> None:
+    def __init__(self, ws: Socket, shared: Sessions) -> None:
         self._ws = ws
         self._shared = shared
         self._settings = shared.settings
@@ -244,9 +270,9 @@ class Session:
     async def run(self) -> None:
         shared = self._shared
         self.address = client_address(self.address, self._ws.headers, shared.trusted)
-        origin = self._ws.headers.get("origin")
-        if self._settings.allowed_origins and origin not in self._settings.allowed_origins:
-            await self._ws.close(CLOSE_ORIGIN, f"Origin {origin!r} may not open this websocket")
+        foreign = shared.refuses_origin(self._ws.headers.get("origin"))
+        if foreign:
+            await self._ws.close(CLOSE_ORIGIN, foreign)
             return
         await self._ws.accept()
         refused = shared.unjoined.enter(self.address)
