@@ -31,6 +31,7 @@ from server.tokens import Role, issue_token
 SECRET = os.environ.get("SKYLOAD_SECRET", "")
 OUT = Path(os.environ.get("SKYLOAD_OUT", "."))
 DURATION_S = float(os.environ.get("SKYLOAD_DURATION_S", "60"))
+WS_URL = os.environ.get("SKYLOAD_WS_URL", "")  # the signaling websocket, when not /ws on the host
 PING_S = 20.0  # as the web client
 RECEIVED: Counter[str] = Counter()
 _sources = itertools.count()
@@ -57,7 +58,7 @@ class SignalingSession:
 
     def __init__(self, environment: Environment, base_url: str, room: str, token: str, role: str) -> None:
         self._env = environment
-        self._url = base_url.replace("http", "ws", 1) + "/ws"
+        self._url = WS_URL or base_url.replace("http", "ws", 1) + "/ws"
         self.room = room
         self._token = token
         self.role = role

@@ -124,7 +124,7 @@ async def fleet(args: argparse.Namespace) -> list[ProbeResult]:
     from server.media.ice import use_host_addresses
 
     use_host_addresses(["127.0.0.1"])
-    ws_url = args.url.replace("http", "ws", 1) + "/ws"
+    ws_url = args.ws_url or args.url.replace("http", "ws", 1) + "/ws"
     began = time.monotonic()
     until = began + args.duration
     teachers = [Teacher(ws_url, args.secret, room) for room in args.publish]
@@ -157,6 +157,7 @@ async def fleet(args: argparse.Namespace) -> list[ProbeResult]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True)
+    parser.add_argument("--ws-url", help="the signaling websocket (default: /ws on --url)")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--publish", action="append", default=[], help="a room with a teacher publishing")
     parser.add_argument("--probe", action="append", default=[], help="ROOM:COUNT probes in a room")

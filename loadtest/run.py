@@ -94,16 +94,18 @@ def private_redis(out: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[tuple[str, int]]:
-    """``skyclass serve`` on loopback (and Redis when several processes share it); yields its URL and pid."""
+def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[tuple[str, int, str]]:
+    """``skyclass serve`` on loopback (and Redis when several processes share it); yields its URL, pid
+    and the websocket URL of its signaling listener."""
     with contextlib.ExitStack() as stack:
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skyload-")))
         extra: list[str] = []
         if args.server_workers > 1 or getattr(args, "redis", False):
             redis_url = stack.enter_context(private_redis(out))
             extra = ["--redis", redis_url, "--workers", str(args.server_workers)]
-        port = free_port()
+        port, signaling_port = free_port(), free_port()
         env = {"SKYCLASS_SECRET": secret, "SKYCLASS_DATA_DIR": str(data), "SKYCLASS_RECORD": "false"}
+        env["SKYCLASS_SIGNALING_PORT"] = str(signaling_port)  # as behind nginx: /ws on the listener
         if args.max_sessions:
             env["SKYCLASS_MAX_SESSIONS"] = str(args.max_sessions)
         if args.scenario == "flag-raising":  # one room for a city: its pupils join their own process's part
@@ -116,7 +118,7 @@ def local_server(args: argparse.Namespace, out: Path, secret: str) -> Iterator[t
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", server)
         time.sleep(1.0 if args.server_workers > 1 else 0)  # the other worker processes
-        yield url, server.pid
+        yield url, server.pid, f"ws://127.0.0.1:{signaling_port}/ws"
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -232,8 +234,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             if not args.allow_remote and not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
                 raise SystemExit(f"{args.server} is not on loopback; pass --allow-remote to load a server you run")
             url, pid = args.server.rstrip("/"), None
+            ws_url = getattr(args, "ws_url", None) or url.replace("http", "ws", 1) + "/ws"
         else:
-            url, pid = stack.enter_context(local_server(args, out, secret))
+            url, pid, ws_url = stack.enter_context(local_server(args, out, secret))
         print(
             f"{args.scenario}: {args.learners} learners over {ramp:.0f} s, {args.duration:.0f} s in all, against {url}"
         )
@@ -242,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "SKYLOAD_OUT": str(out),
             "SKYLOAD_LEARNERS": str(args.learners),
             "SKYLOAD_DURATION_S": str(args.duration),
+            "SKYLOAD_WS_URL": ws_url,
             "PYTHONPATH": str(ROOT),
         }
         probes_command = [
@@ -250,6 +254,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "loadtest.probes",
             "--url",
             url,
+            "--ws-url",
+            ws_url,
             f"--secret={secret}",  # one piece: a secret may start with "-"
             "--duration",
             str(args.duration - 2),
@@ -335,6 +341,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=4, help="real WebRTC subscribers measuring what arrives")
     parser.add_argument("--publishers", type=int, default=3, help="rooms with a publishing teacher (most)")
     parser.add_argument("--server", help="a running server's URL (default: start one on loopback)")
+    parser.add_argument("--ws-url", help="its signaling websocket, when not /ws on --server (its listener)")
     parser.add_argument("--secret", help="its SKYCLASS_SECRET (to sign the learners' tokens)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --server that is not on loopback")
     parser.add_argument("--server-workers", type=int, default=1, help="server processes (> 1: with Redis)")

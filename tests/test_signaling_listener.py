@@ -4,6 +4,7 @@ that is not ``/ws``. (Every other websocket test in the suite runs on it too: ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -97,6 +98,9 @@ async def test_a_message_in_several_frames_is_one_message(server: ServerProcess)
     async with connect(server.ws_url, compression=None) as ws:
         await ws.send(iter([join[:20], join[20:60], join[60:]]))  # a text message in three frames
         assert (await _reply(ws))["type"] == "joined"
+        await ws.close(4000, "an application's own code")  # not one of picows' named codes
+    await asyncio.sleep(0.3)
+    assert "signaling/listener.py" not in server.log()  # no callback of ours failed
 
 
 async def test_a_message_too_large_in_pieces_or_not_utf8_closes_that_socket_only(server: ServerProcess) -> None:

@@ -64,10 +64,10 @@ class ListenerSocket(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind == WSMsgType.CLOSE:
-            code = frame.get_close_code()
+            code = frame.get_close_code()  # one of the enum's, or a plain int (an application's 4xxx)
             transport.send_close(code)
             transport.disconnect()
-            self._push({"type": "websocket.disconnect", "code": code.value})
+            self._push({"type": "websocket.disconnect", "code": code if isinstance(code, int) else code.value})
         elif kind == WSMsgType.TEXT or (kind == WSMsgType.CONTINUATION and self._pieces is not None):
             self._text(transport, frame)
         elif kind == WSMsgType.BINARY:
