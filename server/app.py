@@ -43,7 +43,7 @@ from .settings import Settings
 from .signaling import api, city_api, files, library_api
 from .signaling.access import Access, MediaSigner, credential
 from .signaling.city import CityReporter
-from .signaling.listener import start_listener
+from .signaling.listener import SIGNALING_PATH, start_listener
 from .signaling.qoe import QualityCollector, placement
 from .signaling.session import Session, Sessions
 from .state import StoreUnavailable, open_state
@@ -75,7 +75,6 @@ def _client_dir() -> Path:
 
 
 CLIENT_DIR = _client_dir()
-SIGNALING_PATH = "/ws"
 
 
 class SkyClassroom(FastAPI):
