@@ -34,11 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from server.tokens import Role, issue_token
 
-from .run import free_port, start_group, wait_http
+from .run import free_port, start_group, tree_usage, wait_http
 
 SECRET = "joins-benchmark-" + "j" * 32
 ROOM = "flag-raising"
@@ -129,14 +127,8 @@ async def crowd(url: str, joins: int, rate: float) -> None:
 
 def _usage(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) and RSS in MB of a process and its children."""
-    root = psutil.Process(pid)
-    cpu = rss = 0.0
-    for process in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            cpu += times.user + times.system
-            rss += process.memory_info().rss / 2**20
-    return cpu, rss
+    cpu, rss_mb, _ = tree_usage(pid)
+    return cpu, rss_mb
 
 
 def measure(name: str, ws_url: str, pid: int, joins: int, rate: float, out: Path) -> dict[str, Any]:

@@ -140,6 +140,18 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_usage(pid: int) -> tuple[float, float, int]:
+    """CPU seconds so far (utime + stime from ``/proc``), RSS in MB and the number of processes of a
+    process and its children."""
+    processes = _tree(pid)
+    cpu = rss = 0.0
+    for process in processes:
+        with contextlib.suppress(OSError, psutil.Error):
+            cpu += proc_cpu_seconds(process.pid)
+            rss += process.memory_info().rss
+    return cpu, rss / 2**20, len(processes)
+
+
 class Sampler:
     """CPU (cores) and memory each second of the server's process tree (when it runs here) and of
     the load generator's (Locust), so a report tells which side was the bottleneck. Each row also
@@ -159,18 +171,13 @@ class Sampler:
         self._pids[name] = pid
 
     def _measure(self, name: str, pid: int, now: float) -> tuple[float, float, int, float] | None:
-        processes = _tree(pid)
-        cpu = rss = 0.0
-        for process in processes:
-            with contextlib.suppress(OSError, psutil.Error):
-                cpu += proc_cpu_seconds(process.pid)
-                rss += process.memory_info().rss
+        cpu, rss_mb, count = tree_usage(pid)
         last, self._last[name] = self._last.get(name), (now, cpu)
         if last is None or now <= last[0]:
             return None
         usage = (cpu - last[1]) / (now - last[0])
-        self.latest[name] = (usage, rss / 2**20)
-        return usage, rss / 2**20, len(processes), cpu
+        self.latest[name] = (usage, rss_mb)
+        return usage, rss_mb, count, cpu
 
     def sample(self) -> None:
         now, unix = time.monotonic(), time.time()

@@ -157,9 +157,7 @@ def create_app(settings: Settings | None = None) -> SkyClassroom:
         city.start()
         listener = None
         if settings.signaling_port:
-            listener = await start_listener(
-                sessions, settings.host, settings.signaling_port, settings.max_message_bytes
-            )
+            listener = await start_listener(sessions, settings.host, settings.signaling_port, settings.max_frame_bytes)
         log.info("signing tokens with the %s", settings.describe_secret())
         log.info("state: %s", "Redis at " + settings.redis_url if settings.redis_url else "embedded (in memory)")
         log.info("node %s, serving on %s", node_id, url)

@@ -72,7 +72,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_config=_log_config(log_level, log_format),
-        ws_max_size=4 * settings.max_message_bytes,  # larger frames are cut off by the protocol layer
+        ws_max_size=settings.max_frame_bytes,
         **UVICORN_OPTIONS,
     )
 

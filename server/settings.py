@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @property
+    def max_frame_bytes(self) -> int:
+        """What a websocket reads of one message (either port): larger ones are cut off there, and the
+        session refuses, precisely, those over ``max_message_bytes``."""
+        return 4 * self.max_message_bytes
+
+    @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
 

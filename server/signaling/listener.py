@@ -65,8 +65,7 @@ class ListenerSocket(WSListener):
         kind = frame.msg_type
         if kind == WSMsgType.CLOSE:
             code = frame.get_close_code()  # one of the enum's, or a plain int (an application's 4xxx)
-            transport.send_close(code)
-            transport.disconnect()
+            _end(transport, code)
             self._push({"type": "websocket.disconnect", "code": code if isinstance(code, int) else code.value})
         elif kind == WSMsgType.TEXT or (kind == WSMsgType.CONTINUATION and self._pieces is not None):
             self._text(transport, frame)
@@ -78,8 +77,7 @@ class ListenerSocket(WSListener):
         pieces.append(frame.get_payload_as_bytes())
         if sum(map(len, pieces)) > self._limit:
             self._pieces = None
-            transport.send_close(WSCloseCode.MESSAGE_TOO_BIG)
-            transport.disconnect()
+            _end(transport, WSCloseCode.MESSAGE_TOO_BIG)
             return
         if not frame.fin:
             self._pieces = pieces
@@ -88,8 +86,7 @@ class ListenerSocket(WSListener):
         try:
             text = b"".join(pieces).decode()
         except UnicodeDecodeError:
-            transport.send_close(WSCloseCode.INVALID_TEXT)
-            transport.disconnect()
+            _end(transport, WSCloseCode.INVALID_TEXT)
             return
         self._push({"type": "websocket.receive", "text": text})
 
@@ -143,15 +140,20 @@ class ListenerSocket(WSListener):
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         transport = self._transport
         if transport is not None and not transport.is_disconnected:
-            # picows sends any code (ours: 4401, 4403, 4409...); its stubs name only the enum's
-            transport.send_close(code, (reason or "").encode()[:123])  # type: ignore[arg-type]
-            transport.disconnect()
+            _end(transport, code, reason or "")
 
 
-async def start_listener(sessions: Sessions, host: str, port: int, max_message_bytes: int) -> asyncio.Server:
+def _end(transport: WSTransport, code: WSCloseCode | int, reason: str = "") -> None:
+    """A close frame with this code (and reason, cut to what a frame holds), then the connection
+    goes."""
+    # picows sends any code (ours: 4401, 4403, 4409...); its stubs name only the enum's
+    transport.send_close(code, reason.encode()[:123])  # type: ignore[arg-type]
+    transport.disconnect()
+
+
+async def start_listener(sessions: Sessions, host: str, port: int, limit: int) -> asyncio.Server:
     """Listen for signaling websockets on ``port``; every server process of a node binds it
-    (``SO_REUSEPORT``: the kernel spreads the connections)."""
-    limit = 4 * max_message_bytes  # larger messages are cut off; the session refuses those over the limit
+    (``SO_REUSEPORT``: the kernel spreads the connections). Messages over ``limit`` bytes are cut off."""
 
     def admit(request: WSUpgradeRequest) -> ListenerSocket | WSUpgradeResponseWithListener:
         if request.path.decode().split("?", 1)[0] != SIGNALING_PATH:
